@@ -1,0 +1,117 @@
+"""Application factory: reads like a table of contents."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from app.config import Settings
+
+
+def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app from environment variables, with `overrides` (same names) on top."""
+    settings = Settings.from_env(overrides)
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_mapping(settings.flask_config())
+    _ensure_sqlite_directory(settings)
+    _configure_json(app)
+    _configure_proxy(app, settings)
+    _init_extensions(app)
+    _register_blueprints(app, settings)
+    _register_hooks(app)
+    _register_cli(app)
+    return app
+
+
+def _ensure_sqlite_directory(settings: Settings) -> None:
+    """The default database is a file under instance/, which a fresh clone does not have."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    if settings.is_sqlite:
+        database = make_url(settings.database_url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _configure_json(app: Flask) -> None:
+    from app.jsonsafe import SafeJSONProvider
+    from app.requests import ApiRequest
+
+    app.json = SafeJSONProvider(app)
+    app.request_class = ApiRequest
+
+
+def _configure_proxy(app: Flask, settings: Settings) -> None:
+    """Trust exactly the configured number of proxies, so a forged X-Forwarded-For is ignored."""
+    hops = settings.trusted_proxy_hops
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0, x_port=0)
+
+
+def _init_extensions(app: Flask) -> None:
+    from app.auth.jwt_handlers import register_jwt_handlers
+    from app.extensions import api, db, jwt, limiter, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=_migrations_dir(), compare_type=True)
+    jwt.init_app(app)
+    register_jwt_handlers(jwt)
+    limiter.init_app(app)
+    api.init_app(app, spec_kwargs={"servers": [{"url": "/"}]})
+    _import_models()
+
+
+def _import_models() -> None:
+    """Every model module, so Alembic and relationships see the whole schema."""
+    import app.auth.models  # noqa: F401
+
+
+def _register_blueprints(app: Flask, settings: Settings) -> None:
+    from app.auth.routes import bp as auth_bp
+    from app.extensions import api
+    from app.ops import chaos, health
+    from app.solver import routes as solver_routes
+    from app.solver.schemas import LegacyProblemSchema, V2ProblemSchema
+
+    api.spec.components.schema("V2Problem", schema=V2ProblemSchema)
+    api.spec.components.schema("LegacyProblem", schema=LegacyProblemSchema)
+    api.spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    )
+    api.spec.components.security_scheme(
+        "apiKeyAuth", {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    )
+    for blueprint in (health.bp, solver_routes.legacy_bp, solver_routes.bp, auth_bp):
+        api.register_blueprint(blueprint)
+    if settings.fault_crash_enabled:
+        app.register_blueprint(chaos.bp)
+
+
+def _register_hooks(app: Flask) -> None:
+    from app.errors import register_error_handlers
+    from app.extensions import db
+    from app.ops.request_id import init_request_id
+
+    init_request_id(app)
+    register_error_handlers(app)
+
+    @app.teardown_appcontext
+    def remove_session(_exc: BaseException | None) -> None:
+        db.session.remove()
+
+
+def _register_cli(app: Flask) -> None:
+    from app.solver.cli import solve_command
+
+    app.cli.add_command(solve_command)
+
+
+def _migrations_dir() -> str:
+    from pathlib import Path
+
+    return str(Path(__file__).resolve().parent.parent / "migrations")

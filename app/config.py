@@ -1,0 +1,222 @@
+"""Settings from environment variables, parsed into typed values and validated at start-up.
+
+Every setting is a field of `Settings`; its environment variable is the field name in upper case.
+`create_app(overrides)` lets tests replace any of them with a mapping of the same names.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, get_type_hints
+
+ENVIRONMENTS = ("development", "test", "production")
+MIN_SECRET_BYTES = 32
+DEV_SECRET = "dev-only-insecure-secret-key-do-not-use-in-production"  # noqa: S105
+INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
+
+
+class ConfigError(RuntimeError):
+    """The environment describes a configuration the app refuses to run with."""
+
+
+def _default_sqlite_url() -> str:
+    return f"sqlite:///{INSTANCE_DIR / 'paintshop.sqlite3'}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    app_env: str = "development"
+    database_url: str = field(default_factory=_default_sqlite_url)
+    secret_key: str = DEV_SECRET
+    jwt_secret_key: str = DEV_SECRET
+    log_level: str = "INFO"
+
+    # Database pool (per worker process).
+    db_pool_size: int = 5
+    db_max_overflow: int = 5
+    db_pool_recycle_seconds: int = 1700
+    db_connect_timeout_seconds: int = 5
+    db_statement_timeout_ms: int = 15_000
+
+    # Solver limits: 100x the old service's N, M <= 2000 and sum(T) <= 3000, pairs 200x.
+    solver_max_colors: int = 200_000
+    solver_max_customers: int = 200_000
+    solver_max_pairs: int = 600_000
+    solver_max_batch_items: int = 1_000
+    max_content_length: int = 16 * 1024 * 1024
+
+    # Fault injection, for tests and rehearsals only (refused in production).
+    fault_failure_rate: float = 0.0
+    fault_crash_enabled: bool = False
+
+    # Accounts and access control.
+    jwt_access_token_minutes: int = 15
+    jwt_refresh_token_days: int = 30
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65_536
+    argon2_parallelism: int = 4
+    api_key_touch_interval_seconds: int = 300
+    legacy_require_api_key: bool = False
+    ratelimit_enabled: bool = True
+    ratelimit_default: str = "100/minute"
+    ratelimit_login: str = "10/minute"
+    ratelimit_register: str = "5/minute"
+    ratelimit_storage_uri: str = "memory://"
+    trusted_proxy_hops: int = 0
+    cors_origins: tuple[str, ...] = ()
+
+    # Request history.
+    history_enabled: bool = True
+    history_max_input_bytes: int = 64 * 1024
+    history_retention_days: int = 90
+
+    # Polls.
+    poll_stream_max_per_process: int = 8
+    poll_stream_lifetime_seconds: int = 300
+    poll_stream_heartbeat_seconds: int = 15
+    poll_stream_check_interval_seconds: float = 1.0
+
+    # Observability.
+    metrics_token: str = ""
+    cloudwatch_enabled: bool = True
+    cloudwatch_namespace: str = "PaintShop"
+    cloudwatch_interval_seconds: int = 60
+    environment_name: str = ""
+
+    @classmethod
+    def from_env(cls, overrides: Mapping[str, Any] | None = None) -> Settings:
+        """Read every field from os.environ, then from `overrides` (same upper-case names)."""
+        source: dict[str, Any] = dict(os.environ)
+        source.update(overrides or {})
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            key = f.name.upper()
+            if key in source and source[key] is not None:
+                values[f.name] = _parse(key, source[key], hints[f.name])
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def validate(self) -> None:
+        problems = self._problems()
+        if problems:
+            raise ConfigError("invalid configuration: " + "; ".join(problems))
+
+    def _problems(self) -> list[str]:
+        problems: list[str] = []
+        if self.app_env not in ENVIRONMENTS:
+            problems.append(f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}")
+        if not 0.0 <= self.fault_failure_rate <= 1.0:
+            problems.append("FAULT_FAILURE_RATE must be between 0 and 1")
+        for name in ("solver_max_colors", "solver_max_customers", "solver_max_pairs",
+                     "max_content_length", "db_pool_size", "solver_max_batch_items"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name.upper()} must be at least 1")
+        if self.trusted_proxy_hops < 0:
+            problems.append("TRUSTED_PROXY_HOPS must not be negative")
+        if self.is_production:
+            problems.extend(self._production_problems())
+        return problems
+
+    def _production_problems(self) -> list[str]:
+        problems = []
+        for name in ("secret_key", "jwt_secret_key"):
+            value = getattr(self, name)
+            if value == DEV_SECRET or len(value.encode()) < MIN_SECRET_BYTES:
+                problems.append(
+                    f"{name.upper()} must be set to a random value of at least "
+                    f"{MIN_SECRET_BYTES} bytes in production"
+                )
+        if self.secret_key == self.jwt_secret_key:
+            problems.append("SECRET_KEY and JWT_SECRET_KEY must differ in production")
+        if self.is_sqlite:
+            problems.append("DATABASE_URL must not be SQLite in production")
+        if self.fault_failure_rate > 0 or self.fault_crash_enabled:
+            problems.append("fault injection (FAULT_*) cannot be enabled in production")
+        if self.ratelimit_storage_uri.startswith("memory://") and self.ratelimit_enabled:
+            problems.append("RATELIMIT_STORAGE_URI must be a shared store (redis://) in production")
+        return problems
+
+    def flask_config(self) -> dict[str, Any]:
+        """The Flask and extension settings derived from these values."""
+        return {
+            "SETTINGS": self,
+            "SECRET_KEY": self.secret_key,
+            "TESTING": self.app_env == "test",
+            "MAX_CONTENT_LENGTH": self.max_content_length,
+            "SQLALCHEMY_DATABASE_URI": self.database_url,
+            "SQLALCHEMY_ENGINE_OPTIONS": engine_options(self),
+            "SQLALCHEMY_TRACK_MODIFICATIONS": False,
+            "JWT_SECRET_KEY": self.jwt_secret_key,
+            "JWT_ALGORITHM": "HS256",
+            "JWT_DECODE_ALGORITHMS": ["HS256"],
+            "JWT_TOKEN_LOCATION": ["headers"],
+            "JWT_ACCESS_TOKEN_EXPIRES": timedelta(minutes=self.jwt_access_token_minutes),
+            "JWT_REFRESH_TOKEN_EXPIRES": timedelta(days=self.jwt_refresh_token_days),
+            "RATELIMIT_ENABLED": self.ratelimit_enabled,
+            "RATELIMIT_DEFAULT": self.ratelimit_default,
+            "RATELIMIT_STORAGE_URI": self.ratelimit_storage_uri,
+            "RATELIMIT_HEADERS_ENABLED": True,
+            "API_TITLE": "Paint Shop Platform",
+            "API_VERSION": "2.0.0",
+            "OPENAPI_VERSION": "3.0.3",
+            "OPENAPI_URL_PREFIX": "/",
+            "OPENAPI_JSON_PATH": "openapi.json",
+        }
+
+
+def engine_options(settings: Settings) -> dict[str, Any]:
+    """Pool and driver options: pre-ping, recycle, connect and statement timeouts."""
+    if settings.is_sqlite:
+        return {"pool_pre_ping": True, "connect_args": {"timeout": 15}}
+    options: dict[str, Any] = {
+        "pool_pre_ping": True,
+        "pool_recycle": settings.db_pool_recycle_seconds,
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": 10,
+    }
+    if settings.database_url.startswith("postgresql"):
+        options["connect_args"] = {
+            "connect_timeout": settings.db_connect_timeout_seconds,
+            "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
+            "application_name": "paintshop",
+        }
+    return options
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _parse(key: str, raw: Any, kind: Any) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    try:
+        if kind is bool:
+            lowered = raw.strip().lower()
+            if lowered not in _TRUE | _FALSE:
+                raise ValueError(raw)
+            return lowered in _TRUE
+        if kind is int:
+            return int(raw.strip())
+        if kind is float:
+            return float(raw.strip())
+        if kind == tuple[str, ...]:
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"{key} has an invalid value {raw!r}") from None
+    return raw

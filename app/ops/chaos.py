@@ -1,0 +1,34 @@
+"""Fault injection kept from the old service, for tests and rehearsals only.
+
+`FAULT_FAILURE_RATE` makes that fraction of solver requests fail with 503;
+`FAULT_CRASH_ENABLED` exposes `POST /_fault/crash`, which ends the worker process.
+Settings validation refuses both when `APP_ENV=production`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+
+from flask import Blueprint, current_app
+
+from app.errors import ApiError
+
+bp = Blueprint("chaos", __name__)
+_random = secrets.SystemRandom()
+
+
+def maybe_inject_failure() -> None:
+    """Raise a 503 for the configured fraction of solver requests."""
+    rate = current_app.config["SETTINGS"].fault_failure_rate
+    if rate > 0 and _random.random() < rate:
+        raise ApiError(503, "injected fault (FAULT_FAILURE_RATE)", slug="injected-fault")
+
+
+@bp.post("/_fault/crash")
+def crash_worker():
+    if not current_app.config["SETTINGS"].fault_crash_enabled:
+        raise ApiError(404, "not found")
+    os.kill(os.getpid(), signal.SIGKILL)
+    return "", 204  # pragma: no cover - the process is gone

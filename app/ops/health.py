@@ -1,0 +1,60 @@
+"""Liveness (no dependencies) and readiness (database round trip, migrations at head)."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from alembic.script import ScriptDirectory
+from flask import current_app, jsonify
+from flask_smorest import Blueprint
+from sqlalchemy import text
+
+from app.errors import field_error, problem_response
+from app.extensions import db, limiter
+
+bp = Blueprint("health", __name__, url_prefix="/health", description="Health probes")
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+@cache
+def expected_heads() -> frozenset[str]:
+    """Heads of the migration scripts shipped with this build (static per deploy)."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return frozenset(ScriptDirectory.from_config(config).get_heads())
+
+
+@bp.get("/live")
+@limiter.exempt
+def live():
+    """The process serves requests. Checks nothing else, so a database outage never kills it."""
+    return jsonify(status="ok")
+
+
+@bp.get("/ready")
+@limiter.exempt
+def ready():
+    """The database answers and its schema is at the migration head."""
+    failures = []
+    try:
+        with db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+            current = set(connection.execute(text("SELECT version_num FROM alembic_version"))
+                          .scalars())
+        if current != set(expected_heads()):
+            failures.append(field_error(
+                "/checks/migrations",
+                f"schema at {sorted(current)}, code expects {sorted(expected_heads())}",
+            ))
+    except Exception as exc:  # any driver error means "not ready"
+        current_app.logger.warning("readiness check failed: %s", type(exc).__name__)
+        failures.append(field_error("/checks/database", "database unreachable"))
+    if failures:
+        return problem_response(
+            503, "not ready: " + ", ".join(f["pointer"].rsplit("/", 1)[-1] for f in failures),
+            slug="not-ready", errors=failures,
+        )
+    return jsonify(status="ok", checks={"database": "ok", "migrations": "ok"})

@@ -1,0 +1,20 @@
+"""`flask solve FILE`: solve a Code Jam input file (or `-` for stdin) and print `Case #i: ...`."""
+
+from __future__ import annotations
+
+import click
+from flask.cli import with_appcontext
+
+from app.solver import formats, service
+
+
+@click.command("solve")
+@click.argument("source", type=click.File("r", encoding="utf-8"))
+@with_appcontext
+def solve_command(source) -> None:
+    """Solve every case of a Code Jam input file."""
+    try:
+        outcomes = service.solve_codejam_text(source.read())
+    except formats.ProblemFormatError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(formats.format_codejam([o.error or o.solution for o in outcomes]), nl=False)

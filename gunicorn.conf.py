@@ -1,0 +1,45 @@
+"""gunicorn settings for every environment (Elastic Beanstalk runs the Procfile's web command).
+
+Timeouts line up with nginx and the load balancer: the load balancer's idle timeout is 60 s,
+nginx waits 60 s for a response, gunicorn kills a worker silent for longer than that, and
+keep-alive outlasts the proxy's so the proxy, not gunicorn, closes idle connections.
+"""
+
+import os
+
+bind = f"{os.environ.get('BIND_HOST', '0.0.0.0')}:{int(os.environ.get('PORT', '8000'))}"  # noqa: S104
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", str(max(2, (os.cpu_count() or 1) + 1))))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
+max_requests_jitter = max_requests // 10
+
+# Legacy GETs carry the whole problem in the URL, up to the load balancer's 16 KB request line;
+# gunicorn's default limit of 4094 bytes would reject ordinary legacy calls, and any finite value
+# is capped at 8190, so the line is unlimited here and nginx (large_client_header_buffers) and
+# the load balancer bound it in front.
+limit_request_line = int(os.environ.get("GUNICORN_LIMIT_REQUEST_LINE", "0"))
+limit_request_field_size = 16384
+
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+preload_app = False
+
+
+def post_fork(server, worker):
+    """Never share database connections with the master or other workers."""
+    from app.extensions import db
+
+    app = getattr(worker, "wsgi", None)
+    if app is not None:
+        with app.app_context():
+            db.engine.dispose(close=False)
+
+
+def worker_int(worker):
+    worker.log.info("worker %s interrupted", worker.pid)

@@ -1,0 +1,139 @@
+"""Shared fixtures: one migrated database per run (SQLite, or PostgreSQL via TEST_DATABASE_URL),
+an app bound to it, a client, rows emptied after every test, and account helpers."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app import create_app
+from app.extensions import db
+
+TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256-0123456789"
+PASSWORD = "correct horse battery staple"
+_usernames = itertools.count(1)
+
+
+def base_overrides(database_url: str) -> dict[str, Any]:
+    return {
+        "APP_ENV": "test",
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": TEST_SECRET,
+        "JWT_SECRET_KEY": TEST_SECRET + "-jwt",
+        # Cheap hashing keeps the suite fast; production uses the RFC 9106 defaults.
+        "ARGON2_TIME_COST": 1,
+        "ARGON2_MEMORY_KIB": 1024,
+        "ARGON2_PARALLELISM": 1,
+        "RATELIMIT_ENABLED": False,
+        "CLOUDWATCH_ENABLED": False,
+        "FAULT_FAILURE_RATE": 0.0,
+        "FAULT_CRASH_ENABLED": False,
+    }
+
+
+def _reset_postgres(url: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("DROP SCHEMA IF EXISTS public CASCADE"))
+        connection.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        _reset_postgres(url)
+        return url
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+
+
+@pytest.fixture(scope="session")
+def is_postgres(database_url: str) -> bool:
+    return database_url.startswith("postgresql")
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str) -> Iterator[Flask]:
+    from flask_migrate import upgrade
+
+    application = create_app(base_overrides(database_url))
+    with application.app_context():
+        upgrade(revision="heads")
+    yield application
+    with application.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture
+def make_app(database_url: str, app: Flask) -> Callable[..., Flask]:
+    """Another app on the same (migrated) database with some settings changed."""
+
+    def factory(**overrides: Any) -> Flask:
+        return create_app({**base_overrides(database_url), **overrides})
+
+    return factory
+
+
+@pytest.fixture(autouse=True)
+def _empty_tables(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "app" not in request.fixturenames:
+        return
+    application: Flask = request.getfixturevalue("app")
+    with application.app_context():
+        db.session.remove()
+        with db.engine.begin() as connection:
+            for table in reversed(db.metadata.sorted_tables):
+                connection.execute(table.delete())
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def unique_username(prefix: str = "user") -> str:
+    return f"{prefix}{next(_usernames)}"
+
+
+@pytest.fixture
+def register(client: FlaskClient) -> Callable[..., dict[str, Any]]:
+    """Register and log in; returns username, id, access/refresh tokens and auth headers."""
+
+    def factory(username: str | None = None, password: str = PASSWORD,
+                admin: bool = False) -> dict[str, Any]:
+        username = username or unique_username()
+        response = client.post("/api/v2/auth/register",
+                               json={"username": username, "password": password})
+        assert response.status_code == 201, response.get_json()
+        user_id = response.get_json()["id"]
+        if admin:
+            from app.auth.models import ROLE_ADMIN, User
+
+            with client.application.app_context():
+                db.session.get(User, user_id).role = ROLE_ADMIN
+                db.session.commit()
+        tokens = client.post("/api/v2/auth/login",
+                             json={"username": username, "password": password}).get_json()
+        return {
+            "username": username,
+            "id": user_id,
+            **tokens,
+            "headers": {"Authorization": f"Bearer {tokens['access_token']}"},
+        }
+
+    return factory
+
+
+@pytest.fixture
+def auth_headers(register: Callable[..., dict[str, Any]]) -> dict[str, str]:
+    """Headers of a freshly registered, logged-in user."""
+    return register()["headers"]
