@@ -14,7 +14,7 @@ from app.solver import formats, service
 def solve_command(source) -> None:
     """Solve every case of a Code Jam input file."""
     try:
-        outcomes = service.solve_codejam_text(source.read())
+        outcomes = service.solve_codejam_text(source.read(), endpoint="cli")
     except formats.ProblemFormatError as error:
         raise click.ClickException(str(error)) from None
     click.echo(formats.format_codejam([o.error or o.solution for o in outcomes]), nl=False)

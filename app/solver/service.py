@@ -1,15 +1,18 @@
 """Solve requests end to end: parse with the configured limits, solve, shape the answer.
 
-Routes call these functions; history recording and metrics hook in here, not in routes.
+Routes call these functions; metrics (and history recording) hook in here, not in routes.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
 
+from app.ops import metrics
 from app.solver import engine, formats
 
 
@@ -17,10 +20,12 @@ from app.solver import engine, formats
 class Outcome:
     """One solve attempt: the parsed problem and its solution, or the validation error."""
 
+    endpoint: str
     problem: engine.Problem | None
     solution: engine.Solution | None
     error: formats.ProblemFormatError | None
-    input_format: str | None = None
+    input_format: str | None
+    duration_ms: float
 
     @property
     def status(self) -> str:
@@ -43,34 +48,53 @@ def limits() -> formats.Limits:
     )
 
 
-def solve_legacy_text(raw: str | bytes) -> Outcome:
+def _attempt(endpoint: str, parse: Callable[[], tuple[str, engine.Problem]]) -> Outcome:
+    started = time.perf_counter()
+    try:
+        input_format, problem = parse()
+    except formats.ProblemFormatError as error:
+        outcome = Outcome(endpoint, None, None, error, None, 0.0)
+    else:
+        outcome = Outcome(endpoint, problem, engine.solve(problem), None, input_format, 0.0)
+    seconds = time.perf_counter() - started
+    outcome.duration_ms = seconds * 1000
+    problem = outcome.problem
+    metrics.observe_solve(
+        endpoint, outcome.status, seconds,
+        problem.colors if problem else None,
+        len(problem.customers) if problem else None,
+        problem.pair_count if problem else None,
+    )
+    return outcome
+
+
+def solve_legacy_text(raw: str | bytes, endpoint: str = "v1") -> Outcome:
     """The legacy `input` (a JSON document as text)."""
-    try:
-        problem = formats.parse_legacy_json(raw, limits())
-    except formats.ProblemFormatError as error:
-        return Outcome(None, None, error, "legacy")
-    return Outcome(problem, engine.solve(problem), None, "legacy")
+    return _attempt(endpoint, lambda: ("legacy", formats.parse_legacy_json(raw, limits())))
 
 
-def solve_document(data: Any) -> Outcome:
+def solve_document(data: Any, endpoint: str = "v2") -> Outcome:
     """A decoded JSON problem in the v2 or the legacy format."""
-    try:
-        input_format, problem = formats.parse_any(data, limits())
-    except formats.ProblemFormatError as error:
-        return Outcome(None, None, error)
-    return Outcome(problem, engine.solve(problem), None, input_format)
+    return _attempt(endpoint, lambda: formats.parse_any(data, limits()))
 
 
 def solve_batch_documents(items: list[Any]) -> list[Outcome]:
-    return [solve_document(item) for item in items]
+    return [solve_document(item, endpoint="batch") for item in items]
 
 
-def solve_codejam_text(text: str) -> list[Outcome]:
+def solve_codejam_text(text: str, endpoint: str = "batch") -> list[Outcome]:
     """A Code Jam file; a structural error of the whole file raises ProblemFormatError."""
     outcomes = []
     for parsed in formats.parse_codejam(text, limits()):
         if isinstance(parsed, formats.ProblemFormatError):
-            outcomes.append(Outcome(None, None, parsed, "codejam"))
+            outcomes.append(_attempt(endpoint, _raiser(parsed)))
         else:
-            outcomes.append(Outcome(parsed, engine.solve(parsed), None, "codejam"))
+            outcomes.append(_attempt(endpoint, lambda p=parsed: ("codejam", p)))
     return outcomes
+
+
+def _raiser(error: formats.ProblemFormatError) -> Callable[[], tuple[str, engine.Problem]]:
+    def parse() -> tuple[str, engine.Problem]:
+        raise error
+
+    return parse
