@@ -1,0 +1,47 @@
+from app.ops import chaos
+from tests.core.cases import CASES_DIR
+
+
+def test_flask_solve_prints_case_lines(app):
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["solve", str(CASES_DIR / "cases.in.txt")])
+    assert result.exit_code == 0, result.output
+    assert result.output == (CASES_DIR / "cases.out.txt").read_text().strip() + "\n"
+
+
+def test_flask_solve_reads_stdin(app):
+    result = app.test_cli_runner().invoke(args=["solve", "-"], input="1\n2 1\n1 2 1\n")
+    assert result.output == "Case #1: 0 1\n"
+
+
+def test_flask_solve_rejects_a_broken_file(app):
+    result = app.test_cli_runner().invoke(args=["solve", "-"], input="two\n")
+    assert result.exit_code != 0
+
+
+def test_failure_rate_one_fails_every_solver_request(make_app):
+    client = make_app(FAULT_FAILURE_RATE=1.0).test_client()
+    response = client.get('/v1/?input={"colors":1,"customers":1,"demands":[[1,1,0]]}')
+    assert response.status_code == 503
+    assert response.get_json()["type"].endswith("injected-fault")
+    assert client.get("/health/live").status_code == 200
+
+
+def test_failure_rate_is_a_fraction(make_app, monkeypatch):
+    client = make_app(FAULT_FAILURE_RATE=0.5).test_client()
+    draws = iter([0.4, 0.6, 0.49, 0.99])
+    monkeypatch.setattr(chaos._random, "random", lambda: next(draws))
+    url = '/v1/?input={"colors":1,"customers":1,"demands":[[1,1,0]]}'
+    assert [client.get(url).status_code for _ in range(4)] == [503, 200, 503, 200]
+
+
+def test_crash_endpoint_absent_unless_enabled(client):
+    assert client.post("/_fault/crash").status_code == 404
+
+
+def test_crash_endpoint_kills_the_process(make_app, monkeypatch):
+    killed = []
+    monkeypatch.setattr(chaos.os, "kill", lambda pid, sig: killed.append((pid, sig)))
+    client = make_app(FAULT_CRASH_ENABLED=True).test_client()
+    client.post("/_fault/crash")
+    assert killed and killed[0][1] == chaos.signal.SIGKILL
