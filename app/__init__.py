@@ -69,11 +69,13 @@ def _init_extensions(app: Flask) -> None:
 def _import_models() -> None:
     """Every model module, so Alembic and relationships see the whole schema."""
     import app.auth.models  # noqa: F401
+    import app.history.models  # noqa: F401
 
 
 def _register_blueprints(app: Flask, settings: Settings) -> None:
     from app.auth.routes import bp as auth_bp
     from app.extensions import api
+    from app.history import routes as history_routes
     from app.ops import chaos, health
     from app.solver import routes as solver_routes
     from app.solver.schemas import LegacyProblemSchema, V2ProblemSchema
@@ -86,7 +88,8 @@ def _register_blueprints(app: Flask, settings: Settings) -> None:
     api.spec.components.security_scheme(
         "apiKeyAuth", {"type": "apiKey", "in": "header", "name": "X-API-Key"}
     )
-    for blueprint in (health.bp, solver_routes.legacy_bp, solver_routes.bp, auth_bp):
+    for blueprint in (health.bp, solver_routes.legacy_bp, solver_routes.bp, auth_bp,
+                      history_routes.bp, history_routes.admin_bp):
         api.register_blueprint(blueprint)
     if settings.fault_crash_enabled:
         app.register_blueprint(chaos.bp)
@@ -106,9 +109,11 @@ def _register_hooks(app: Flask) -> None:
 
 
 def _register_cli(app: Flask) -> None:
+    from app.history.cli import history_cli
     from app.solver.cli import solve_command
 
     app.cli.add_command(solve_command)
+    app.cli.add_command(history_cli)
 
 
 def _migrations_dir() -> str:

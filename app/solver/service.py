@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import current_app
 
+from app.history import service as history
 from app.ops import metrics
 from app.solver import engine, formats
 
@@ -70,16 +71,23 @@ def _attempt(endpoint: str, parse: Callable[[], tuple[str, engine.Problem]]) -> 
 
 def solve_legacy_text(raw: str | bytes, endpoint: str = "v1") -> Outcome:
     """The legacy `input` (a JSON document as text)."""
-    return _attempt(endpoint, lambda: ("legacy", formats.parse_legacy_json(raw, limits())))
+    outcome = _attempt(endpoint, lambda: ("legacy", formats.parse_legacy_json(raw, limits())))
+    history.record_text(outcome, raw)
+    return outcome
 
 
-def solve_document(data: Any, endpoint: str = "v2") -> Outcome:
+def solve_document(data: Any, endpoint: str = "v2", *, record: bool = True) -> Outcome:
     """A decoded JSON problem in the v2 or the legacy format."""
-    return _attempt(endpoint, lambda: formats.parse_any(data, limits()))
+    outcome = _attempt(endpoint, lambda: formats.parse_any(data, limits()))
+    if record:
+        history.record_documents([outcome], [data])
+    return outcome
 
 
 def solve_batch_documents(items: list[Any]) -> list[Outcome]:
-    return [solve_document(item, endpoint="batch") for item in items]
+    outcomes = [solve_document(item, endpoint="batch", record=False) for item in items]
+    history.record_documents(outcomes, items)  # one INSERT for the whole batch
+    return outcomes
 
 
 def solve_codejam_text(text: str, endpoint: str = "batch") -> list[Outcome]:
@@ -90,6 +98,7 @@ def solve_codejam_text(text: str, endpoint: str = "batch") -> list[Outcome]:
             outcomes.append(_attempt(endpoint, _raiser(parsed)))
         else:
             outcomes.append(_attempt(endpoint, lambda p=parsed: ("codejam", p)))
+    history.record_codejam(outcomes, text)
     return outcomes
 
 

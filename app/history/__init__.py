@@ -1,0 +1,1 @@
+"""Request history: every solve recorded, browsable, exportable and erasable."""

@@ -1,0 +1,167 @@
+"""The caller's own solve history (list, read, erase, export) and the administrators' view."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from flask import Response, stream_with_context
+from flask_smorest import Blueprint
+
+from app.auth.decorators import SECURITY, admin_required, auth_required, current_user
+from app.db import utcnow
+from app.history import service
+from app.history.schemas import (
+    AdminHistoryQuerySchema,
+    DeletedSchema,
+    ExportQuerySchema,
+    HistoryEntryDetailSchema,
+    HistoryPageSchema,
+    HistoryQuerySchema,
+)
+
+bp = Blueprint("history", __name__, url_prefix="/api/v2/history",
+               description="Your solve requests: list, read, export and erase")
+admin_bp = Blueprint("history_admin", __name__, url_prefix="/api/v2/admin/history",
+                     description="Any user's solve history (administrators)")
+
+_UNAUTHORIZED = "Missing or invalid credentials"
+_BAD_QUERY = "A query parameter is invalid; `errors` points at it"
+_NOT_FOUND = "No entry with this id among yours"
+_EXPORT_CHUNK_ROWS = 500
+_EXPORT_TYPES = {"ndjson": "application/x-ndjson", "csv": "text/csv"}
+_EXPORT_DOC = {
+    "200": {
+        "description": "Every matching entry, newest first, streamed; an attachment",
+        "content": {
+            "application/x-ndjson": {"schema": {"type": "string"}},
+            "text/csv": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+def _filters(args: Mapping[str, Any]) -> service.Filters:
+    return service.Filters(args.get("status"), args.get("since"), args.get("until"))
+
+
+@bp.get("")
+@auth_required
+@bp.arguments(HistoryQuerySchema, location="query")
+@bp.response(200, HistoryPageSchema)
+@bp.alt_response(401, description=_UNAUTHORIZED)
+@bp.alt_response(422, description=_BAD_QUERY)
+@bp.doc(security=SECURITY)
+def list_history(args: dict[str, Any]):
+    """Your solve requests, newest first; follow `next_cursor` for older ones."""
+    return service.list_entries(current_user().id, _filters(args), args["limit"],
+                                args.get("cursor"))
+
+
+@bp.get("/<int:entry_id>")
+@auth_required
+@bp.response(200, HistoryEntryDetailSchema)
+@bp.alt_response(401, description=_UNAUTHORIZED)
+@bp.alt_response(404, description=_NOT_FOUND)
+@bp.doc(security=SECURITY)
+def get_history_entry(entry_id: int):
+    """One of your solve requests with its full input and result (or validation error)."""
+    return service.get_entry(current_user().id, entry_id)
+
+
+@bp.delete("/<int:entry_id>")
+@auth_required
+@bp.response(204)
+@bp.alt_response(401, description=_UNAUTHORIZED)
+@bp.alt_response(404, description=_NOT_FOUND)
+@bp.doc(security=SECURITY)
+def delete_history_entry(entry_id: int):
+    """Erase one of your solve requests."""
+    service.delete_entry(current_user().id, entry_id)
+
+
+@bp.delete("")
+@auth_required
+@bp.response(200, DeletedSchema)
+@bp.alt_response(401, description=_UNAUTHORIZED)
+@bp.doc(security=SECURITY)
+def delete_history():
+    """Erase all of your solve requests."""
+    return {"deleted": service.delete_all(current_user().id)}
+
+
+@bp.get("/export")
+@auth_required
+@bp.arguments(ExportQuerySchema, location="query")
+@bp.alt_response(401, description=_UNAUTHORIZED)
+@bp.alt_response(422, description=_BAD_QUERY)
+@bp.doc(security=SECURITY, responses=_EXPORT_DOC)
+def export_history(args: dict[str, Any]):
+    """Download all your solve requests (NDJSON or CSV), streamed with bounded memory."""
+    kind = args["format"]
+    rows = service.export_rows(current_user().id, _filters(args))
+    lines = _ndjson_lines(rows) if kind == "ndjson" else _csv_lines(rows)
+    filename = f"history-{utcnow():%Y%m%dT%H%M%SZ}.{kind}"
+    return Response(
+        stream_with_context(_chunks(lines)),
+        mimetype=_EXPORT_TYPES[kind],
+        headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                 "Cache-Control": "no-store"},
+    )
+
+
+@admin_bp.get("")
+@admin_required
+@admin_bp.arguments(AdminHistoryQuerySchema, location="query")
+@admin_bp.response(200, HistoryPageSchema)
+@admin_bp.alt_response(401, description=_UNAUTHORIZED)
+@admin_bp.alt_response(403, description="The caller is not an administrator")
+@admin_bp.alt_response(404, description="No user with this name")
+@admin_bp.alt_response(422, description=_BAD_QUERY)
+@admin_bp.doc(security=SECURITY)
+def list_user_history(args: dict[str, Any]):
+    """Any user's solve requests, newest first (administrators only)."""
+    user = service.user_by_name(args["user"])
+    return service.list_entries(user.id, _filters(args), args["limit"], args.get("cursor"))
+
+
+def _chunks(lines: Iterable[str]) -> Iterator[str]:
+    """Group lines so the response is written in a few large pieces, not one per row."""
+    buffer: list[str] = []
+    for line in lines:
+        buffer.append(line)
+        if len(buffer) >= _EXPORT_CHUNK_ROWS:
+            yield "".join(buffer)
+            buffer.clear()
+    if buffer:
+        yield "".join(buffer)
+
+
+def _ndjson_lines(rows: Iterable[Mapping[str, Any]]) -> Iterator[str]:
+    for row in rows:
+        yield json.dumps(service.export_record(row), separators=(",", ":")) + "\n"
+
+
+def _csv_lines(rows: Iterable[Mapping[str, Any]]) -> Iterator[str]:
+    """RFC 4180 CSV; input, result and error cells hold compact JSON."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(service.EXPORT_FIELDS)
+    yield out.getvalue()
+    for row in rows:
+        record = service.export_record(row)
+        out.seek(0)
+        out.truncate()
+        writer.writerow([_csv_cell(name, record[name]) for name in service.EXPORT_FIELDS])
+        yield out.getvalue()
+
+
+def _csv_cell(name: str, value: Any) -> Any:
+    if name in service.JSON_FIELDS:
+        return "" if value is None else json.dumps(value, separators=(",", ":"))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else value

@@ -1,0 +1,111 @@
+"""Query-string and response schemas of the history endpoints (they feed the OpenAPI document)."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+import marshmallow as ma
+from marshmallow import validate
+
+from app.history.models import STATUSES
+from app.history.pagination import Cursor, InvalidCursor
+
+MAX_PAGE_SIZE = 200
+DEFAULT_PAGE_SIZE = 50
+EXPORT_FORMATS = ("ndjson", "csv")
+
+
+class CursorField(ma.fields.String):
+    """The opaque `next_cursor` of a previous page, decoded to a `Cursor`."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Cursor:
+        token = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return Cursor.decode(token)
+        except InvalidCursor as exc:
+            raise ma.ValidationError(str(exc)) from None
+
+
+class HistoryFilterSchema(ma.Schema):
+    status = ma.fields.String(validate=validate.OneOf(STATUSES))
+    since = ma.fields.AwareDateTime(
+        default_timezone=UTC,
+        metadata={"description": "entries created at or after (ISO 8601; UTC if no offset)"},
+    )
+    until = ma.fields.AwareDateTime(
+        default_timezone=UTC,
+        metadata={"description": "entries created before (ISO 8601; UTC if no offset)"},
+    )
+
+    @ma.validates_schema
+    def since_before_until(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if "since" in data and "until" in data and data["since"] >= data["until"]:
+            raise ma.ValidationError("must be later than since", "until")
+
+
+class HistoryQuerySchema(HistoryFilterSchema):
+    limit = ma.fields.Integer(
+        load_default=DEFAULT_PAGE_SIZE,
+        validate=validate.Range(min=1, max=MAX_PAGE_SIZE),
+        metadata={"description": f"page size, at most {MAX_PAGE_SIZE}"},
+    )
+    cursor = CursorField(metadata={"description": "`next_cursor` of the previous page"})
+
+
+class AdminHistoryQuerySchema(HistoryQuerySchema):
+    user = ma.fields.String(
+        required=True, validate=validate.Length(min=1, max=64),
+        metadata={"description": "the username whose history to list"},
+    )
+
+
+class ExportQuerySchema(HistoryFilterSchema):
+    format = ma.fields.String(
+        load_default="ndjson", validate=validate.OneOf(EXPORT_FORMATS),
+        metadata={"description": "ndjson (one JSON object per line) or csv"},
+    )
+
+
+class HistoryEntrySchema(ma.Schema):
+    id = ma.fields.Integer()
+    created_at = ma.fields.AwareDateTime()
+    endpoint = ma.fields.String(metadata={"enum": ["v1", "v2", "batch"]})
+    batch_index = ma.fields.Integer(allow_none=True)
+    status = ma.fields.String(metadata={"enum": list(STATUSES)})
+    colors = ma.fields.Integer(allow_none=True)
+    customers = ma.fields.Integer(allow_none=True)
+    pairs = ma.fields.Integer(allow_none=True)
+    matte_count = ma.fields.Integer(allow_none=True)
+    duration_ms = ma.fields.Float()
+    input_digest = ma.fields.String(
+        metadata={"description": "SHA-256 of the input's canonical JSON (sorted keys, compact)"}
+    )
+    input_bytes = ma.fields.Integer(metadata={"description": "size of the canonical JSON"})
+    truncated = ma.fields.Boolean(
+        metadata={"description": "the input exceeded HISTORY_MAX_INPUT_BYTES and is not kept"}
+    )
+    api_key_id = ma.fields.Integer(allow_none=True)
+    client_address = ma.fields.String(allow_none=True)
+    user_agent = ma.fields.String(allow_none=True)
+    request_id = ma.fields.String(allow_none=True)
+
+
+class HistoryEntryDetailSchema(HistoryEntrySchema):
+    input = ma.fields.Raw(
+        allow_none=True, metadata={"description": "the problem as received (JSON)"}
+    )
+    result = ma.fields.Raw(allow_none=True, metadata={"description": "the v2 answer"})
+    error = ma.fields.Raw(allow_none=True, metadata={"description": "the validation error"})
+
+
+class HistoryPageSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(HistoryEntrySchema))
+    next_cursor = ma.fields.String(
+        allow_none=True,
+        metadata={"description": "pass as `cursor` for the next page; null at the end"},
+    )
+
+
+class DeletedSchema(ma.Schema):
+    deleted = ma.fields.Integer(metadata={"description": "how many entries were erased"})

@@ -1,0 +1,1 @@
+"""Polls: create, vote exactly once (optionally with randomized-response privacy), reports."""
