@@ -5,6 +5,7 @@ nginx waits 60 s for a response, gunicorn kills a worker silent for longer than 
 keep-alive outlasts the proxy's so the proxy, not gunicorn, closes idle connections.
 """
 
+import glob
 import os
 
 bind = f"{os.environ.get('BIND_HOST', '0.0.0.0')}:{int(os.environ.get('PORT', '8000'))}"  # noqa: S104
@@ -29,6 +30,43 @@ errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 preload_app = False
+
+# gunicorn's access and error logs in the app's JSON shape (app/ops/logging.py); the root logger
+# gets the same handler, which create_app then keeps instead of adding a second one.
+access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(D)s %({x-request-id}o)s'
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {
+        "json": {"()": "app.ops.logging.make_handler"},
+        "json_access": {"()": "app.ops.logging.make_access_handler"},
+    },
+    "root": {"level": os.environ.get("LOG_LEVEL", "INFO").upper(), "handlers": ["json"]},
+    "loggers": {
+        "gunicorn.error": {"level": loglevel.upper(), "handlers": ["json"], "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": ["json_access"], "propagate": False},
+    },
+}
+
+
+def on_starting(server):
+    """In the master, before any worker exists: empty the Prometheus multiprocess directory.
+
+    Only here: a worker wiping it would delete live counter files (PITFALLS §1).
+    """
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for path in glob.glob(os.path.join(directory, "*.db")):
+            os.remove(path)
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges (db_pool_connections_in_use) from the aggregate."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
 
 
 def post_fork(server, worker):

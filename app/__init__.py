@@ -16,6 +16,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     settings = Settings.from_env(overrides)
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(settings.flask_config())
+    _configure_logging(settings)
     _ensure_sqlite_directory(settings)
     _configure_json(app)
     _configure_proxy(app, settings)
@@ -36,6 +37,12 @@ def _ensure_sqlite_directory(settings: Settings) -> None:
         database = make_url(settings.database_url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _configure_logging(settings: Settings) -> None:
+    from app.ops.logging import configure_logging
+
+    configure_logging(settings.log_level)
 
 
 def _configure_json(app: Flask) -> None:
@@ -91,8 +98,22 @@ def _register_blueprints(app: Flask, settings: Settings) -> None:
     for blueprint in (health.bp, solver_routes.legacy_bp, solver_routes.bp, auth_bp,
                       history_routes.bp, history_routes.admin_bp):
         api.register_blueprint(blueprint)
+    _register_ops_blueprints(app)
     if settings.fault_crash_enabled:
         app.register_blueprint(chaos.bp)
+
+
+def _register_ops_blueprints(app: Flask) -> None:
+    """GET /metrics (documented, private) and GET /docs (Swagger UI, not part of the spec)."""
+    from app.extensions import api
+    from app.ops import docs, metrics
+
+    api.spec.components.security_scheme(
+        "metricsToken", {"type": "http", "scheme": "bearer",
+                         "description": "METRICS_TOKEN (loopback clients need none)"}
+    )
+    api.register_blueprint(metrics.bp)
+    app.register_blueprint(docs.bp)
 
 
 def _register_hooks(app: Flask) -> None:
@@ -101,11 +122,20 @@ def _register_hooks(app: Flask) -> None:
     from app.ops.request_id import init_request_id
 
     init_request_id(app)
+    _init_observability(app)
     register_error_handlers(app)
 
     @app.teardown_appcontext
     def remove_session(_exc: BaseException | None) -> None:
         db.session.remove()
+
+
+def _init_observability(app: Flask) -> None:
+    from app.ops.logging import init_request_logging
+    from app.ops.metrics import init_metrics
+
+    init_metrics(app)
+    init_request_logging(app)
 
 
 def _register_cli(app: Flask) -> None:

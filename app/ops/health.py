@@ -36,6 +36,7 @@ def live():
 
 @bp.get("/ready")
 @limiter.exempt
+@bp.alt_response(503, description="Not ready: `errors` names the failed checks")
 def ready():
     """The database answers and its schema is at the migration head."""
     failures = []

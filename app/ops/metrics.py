@@ -7,7 +7,24 @@ declares its multiprocess mode.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import hmac
+import ipaddress
+import os
+import time
+
+from flask import Flask, Response
+from flask_smorest import Blueprint
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    multiprocess,
+)
+from prometheus_client.exposition import choose_encoder
+
+from app.extensions import limiter
 
 # 1 ms .. 10 s, roughly x2.5 per step.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -57,3 +74,126 @@ def observe_solve(endpoint: str, status: str, seconds: float,
         SOLVE_PAIRS.observe(pairs)
         SOLVE_COLORS.observe(colors or 0)
         SOLVE_CUSTOMERS.observe(customers or 0)
+
+
+# --- Recording in request hooks, the pool gauge and GET /metrics --------------------------------
+
+UNMATCHED_ROUTE = "unmatched"
+_STARTED_KEY = "paintshop.metrics.started"
+
+
+def route_label() -> str:
+    """The URL rule that matched (bounded cardinality), never the raw path."""
+    from flask import request
+
+    rule = request.url_rule
+    return rule.rule if rule is not None else UNMATCHED_ROUTE
+
+
+def init_metrics(app: Flask) -> None:
+    """Count and time every request by URL rule; track database connections in use."""
+    from flask import request
+
+    def start_timer() -> None:
+        request.environ[_STARTED_KEY] = time.perf_counter()
+
+    # First of all before_request functions, so a request refused early (429) is timed too.
+    app.before_request_funcs.setdefault(None, []).insert(0, start_timer)
+
+    @app.after_request
+    def record_request(response: Response) -> Response:
+        started = request.environ.get(_STARTED_KEY)
+        route = route_label()
+        HTTP_REQUESTS.labels(method=request.method, route=route,
+                             status=str(response.status_code)).inc()
+        if started is not None:
+            HTTP_DURATION.labels(route=route).observe(time.perf_counter() - started)
+        return response
+
+    _track_pool(app)
+
+
+def _track_pool(app: Flask) -> None:
+    from sqlalchemy import event
+
+    from app.extensions import db
+
+    with app.app_context():
+        engines = list(db.engines.values())
+    for engine in engines:
+        if not event.contains(engine, "checkout", _on_checkout):
+            event.listen(engine, "checkout", _on_checkout)
+            event.listen(engine, "checkin", _on_checkin)
+
+
+def _on_checkout(*_args: object) -> None:
+    DB_POOL_IN_USE.inc()
+
+
+def _on_checkin(*_args: object) -> None:
+    DB_POOL_IN_USE.dec()
+
+
+def registry() -> CollectorRegistry:
+    """All workers' metrics when PROMETHEUS_MULTIPROC_DIR is set, else this process's.
+
+    A fresh registry per call: registering the multiprocess collector on the default registry
+    would export every series twice.
+    """
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        fresh = CollectorRegistry()
+        multiprocess.MultiProcessCollector(fresh)
+        return fresh
+    return REGISTRY
+
+
+def is_loopback(address: str | None) -> bool:
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
+
+
+def metrics_allowed() -> bool:
+    """Loopback callers (after ProxyFix), or the METRICS_TOKEN bearer token when one is set.
+
+    Without trusted proxy hops, a request that carries X-Forwarded-For came through a proxy on
+    this host (nginx), so its loopback address says nothing about the real client.
+    """
+    from flask import current_app, request
+
+    settings = current_app.config["SETTINGS"]
+    token = settings.metrics_token
+    header = request.headers.get("Authorization", "")
+    if token and header.startswith("Bearer ") and hmac.compare_digest(
+        header[len("Bearer "):].strip().encode(), token.encode()
+    ):
+        return True
+    proxied = settings.trusted_proxy_hops == 0 and "X-Forwarded-For" in request.headers
+    return is_loopback(request.remote_addr) and not proxied
+
+
+bp = Blueprint("metrics", __name__, description="Prometheus metrics (private)")
+
+
+@bp.get("/metrics")
+@limiter.exempt
+@bp.doc(
+    security=[{"metricsToken": []}],
+    responses={"200": {"description": "Prometheus text exposition format, all workers summed",
+                       "content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
+@bp.alt_response(403, description="Not a loopback client and no valid METRICS_TOKEN")
+def get_metrics():
+    """Prometheus metrics of every worker on this instance (loopback or METRICS_TOKEN only)."""
+    from app.errors import ApiError
+
+    if not metrics_allowed():
+        raise ApiError(403, "metrics are served to loopback clients or with METRICS_TOKEN",
+                       slug="forbidden")
+    from flask import request
+
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return Response(encoder(registry()), headers={"Content-Type": content_type})

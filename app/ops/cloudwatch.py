@@ -1,0 +1,324 @@
+"""Publish the Prometheus data as custom CloudWatch metrics: `python -m app.ops.cloudwatch`.
+
+A separate process (the Procfile's `metrics:` line), never the request path. Every
+CLOUDWATCH_INTERVAL_SECONDS it reads the registry aggregated over all gunicorn workers (the
+PROMETHEUS_MULTIPROC_DIR files), turns the change since the previous reading into CloudWatch
+datums and sends them with PutMetricData, at most 1000 datums per call, retried with backoff.
+
+Counters become per-interval deltas (the first reading is only the baseline; a counter that went
+down was reset by a restart and counts from zero). Histograms become statistic sets (SampleCount,
+Sum, and Minimum/Maximum approximated by the edges of the lowest and highest non-empty buckets).
+Without AWS credentials, or with CLOUDWATCH_ENABLED=false, it says so once and idles.
+
+Published (namespace CLOUDWATCH_NAMESPACE, dimension Environment = ENVIRONMENT_NAME or APP_ENV):
+RequestCount (total, and per Route), Http5xx, SolveFailures (solver routes answered 5xx),
+HistoryWriteFailures, AuthFailures (auth_failures_total: bad passwords, tokens, API keys),
+RateLimited (answers 429), Votes (accepted or changed), Logins (per Outcome), SolveDuration and
+RequestLatency (total and per Route; milliseconds).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
+
+log = logging.getLogger("app.ops.cloudwatch")
+
+MAX_DATUMS_PER_CALL = 1000
+SOLVER_ROUTE_PREFIXES = ("/api/v2/solve", "/v1")
+ALWAYS_SENT = ("RequestCount", "Http5xx", "SolveFailures", "HistoryWriteFailures",
+               "AuthFailures", "RateLimited", "Votes")
+
+COUNTED_VOTES = ("accepted", "changed")
+
+SampleKey = tuple[str, tuple[tuple[str, str], ...]]
+Snapshot = dict[SampleKey, float]
+Datum = dict[str, Any]
+
+
+# --- pure functions ------------------------------------------------------------------------------
+
+def aggregated_registry() -> CollectorRegistry:
+    """All workers' metrics (multiprocess files), or this process's when not under gunicorn."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+    return REGISTRY
+
+
+def snapshot(registry: CollectorRegistry) -> Snapshot:
+    """Every counter and histogram sample, keyed by sample name and sorted labels."""
+    values: Snapshot = {}
+    for family in registry.collect():
+        if family.type not in ("counter", "histogram"):
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_created"):
+                continue
+            values[(sample.name, tuple(sorted(sample.labels.items())))] = float(sample.value)
+    return values
+
+
+class DeltaTracker:
+    """Change of each sample since the previous reading; None for the first (the baseline)."""
+
+    def __init__(self) -> None:
+        self.previous: Snapshot | None = None
+
+    def delta(self, current: Snapshot) -> Snapshot | None:
+        previous, self.previous = self.previous, current
+        if previous is None:
+            return None
+        changes: Snapshot = {}
+        for key, value in current.items():
+            before = previous.get(key, 0.0)
+            changes[key] = value if value < before else value - before  # reset: count from 0
+        return changes
+
+    def rewind(self, snapshot_before: Snapshot | None) -> None:
+        """Forget a reading whose datums were not delivered, so the next delta includes them."""
+        self.previous = snapshot_before
+
+
+def _samples(changes: Snapshot, name: str) -> Iterator[tuple[dict[str, str], float]]:
+    for (sample_name, labels), value in changes.items():
+        if sample_name == name:
+            yield dict(labels), value
+
+
+def _sum(changes: Snapshot, name: str) -> float:
+    return sum(value for _, value in _samples(changes, name))
+
+
+def _is_solver_route(route: str) -> bool:
+    return any(route == p or route.startswith(p + "/") for p in SOLVER_ROUTE_PREFIXES)
+
+
+def counter_totals(changes: Snapshot) -> tuple[dict[str, float], dict[str, float]]:
+    """(metric name -> delta) for the totals, and request deltas per route."""
+    totals = dict.fromkeys(ALWAYS_SENT, 0.0)
+    per_route: dict[str, float] = defaultdict(float)
+    for labels, value in _samples(changes, "http_requests_total"):
+        status, route = labels.get("status", ""), labels.get("route", "")
+        totals["RequestCount"] += value
+        per_route[route] += value
+        if status.startswith("5"):
+            totals["Http5xx"] += value
+            if _is_solver_route(route):
+                totals["SolveFailures"] += value
+    totals["HistoryWriteFailures"] = _sum(changes, "history_write_failures_total")
+    totals["AuthFailures"] = _sum(changes, "auth_failures_total")
+    totals["RateLimited"] = _sum(changes, "rate_limited_requests_total")
+    totals["Votes"] = sum(v for labels, v in _samples(changes, "poll_votes_total")
+                          if labels.get("outcome") in COUNTED_VOTES)
+    return totals, dict(per_route)
+
+
+def histogram_stats(changes: Snapshot, name: str, group_by: str | None = None,
+                    scale: float = 1000.0) -> dict[str | None, dict[str, float]]:
+    """Statistic sets per value of `group_by` (or one, keyed None), scaled (s -> ms)."""
+    buckets: dict[str | None, dict[float, float]] = defaultdict(lambda: defaultdict(float))
+    sums: dict[str | None, float] = defaultdict(float)
+    counts: dict[str | None, float] = defaultdict(float)
+    for labels, value in _samples(changes, name + "_bucket"):
+        group = labels.get(group_by) if group_by else None
+        buckets[group][float(labels["le"])] += value
+    for labels, value in _samples(changes, name + "_sum"):
+        sums[labels.get(group_by) if group_by else None] += value
+    for labels, value in _samples(changes, name + "_count"):
+        counts[labels.get(group_by) if group_by else None] += value
+    stats: dict[str | None, dict[str, float]] = {}
+    for group, count in counts.items():
+        if count <= 0:
+            continue
+        low, high = _bucket_range(buckets.get(group, {}))
+        total = max(sums[group], 0.0)
+        mean = total / count
+        if math.isinf(high):
+            finite = [edge for edge in buckets.get(group, {}) if not math.isinf(edge)]
+            high = max([*finite, mean])
+        stats[group] = {
+            "SampleCount": count,
+            "Sum": total * scale,
+            "Minimum": min(low, mean) * scale,
+            "Maximum": max(high, mean) * scale,
+        }
+    return stats
+
+
+def _bucket_range(cumulative: dict[float, float]) -> tuple[float, float]:
+    """Lower edge of the lowest and upper edge of the highest non-empty bucket.
+
+    An observation past the last finite edge (the +Inf bucket) makes the upper edge infinite.
+    """
+    low: float | None = None
+    high, previous_count, previous_edge = 0.0, 0.0, 0.0
+    for edge in sorted(cumulative):
+        if cumulative[edge] - previous_count > 0:
+            low = previous_edge if low is None else low
+            high = edge
+        previous_count, previous_edge = cumulative[edge], edge
+    return (low or 0.0), high
+
+
+def build_datums(changes: Snapshot, environment: str,
+                 timestamp: datetime | None = None) -> list[Datum]:
+    """CloudWatch datums for one interval's changes."""
+    when = timestamp or datetime.now(UTC)
+    env = [{"Name": "Environment", "Value": environment}]
+
+    def datum(name: str, unit: str, dims: list[dict[str, str]], **value: Any) -> Datum:
+        return {"MetricName": name, "Dimensions": dims, "Timestamp": when, "Unit": unit, **value}
+
+    totals, per_route = counter_totals(changes)
+    datums = [datum(name, "Count", env, Value=value) for name, value in totals.items()]
+    datums += [
+        datum("RequestCount", "Count", [*env, {"Name": "Route", "Value": route}], Value=value)
+        for route, value in sorted(per_route.items()) if value > 0
+    ]
+    for labels, value in _samples(changes, "auth_logins_total"):
+        if value > 0:
+            datums.append(datum("Logins", "Count",
+                                [*env, {"Name": "Outcome", "Value": labels.get("outcome", "")}],
+                                Value=value))
+    for stats in histogram_stats(changes, "solver_solve_duration_seconds").values():
+        datums.append(datum("SolveDuration", "Milliseconds", env, StatisticValues=stats))
+    for stats in histogram_stats(changes, "http_request_duration_seconds").values():
+        datums.append(datum("RequestLatency", "Milliseconds", env, StatisticValues=stats))
+    by_route = histogram_stats(changes, "http_request_duration_seconds", group_by="route")
+    for route, stats in sorted(by_route.items(), key=lambda item: str(item[0])):
+        datums.append(datum("RequestLatency", "Milliseconds",
+                            [*env, {"Name": "Route", "Value": str(route)}],
+                            StatisticValues=stats))
+    return datums
+
+
+def batches(datums: list[Datum], size: int = MAX_DATUMS_PER_CALL) -> Iterable[list[Datum]]:
+    for start in range(0, len(datums), size):
+        yield datums[start:start + size]
+
+
+# --- the process ---------------------------------------------------------------------------------
+
+class Publisher:
+    """One reading -> PutMetricData calls. `cycle` is what the loop runs every interval."""
+
+    def __init__(self, client: Any, namespace: str, environment: str,
+                 registry_factory: Callable[[], CollectorRegistry] = aggregated_registry,
+                 attempts: int = 4, backoff_seconds: float = 1.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.environment = environment
+        self.registry_factory = registry_factory
+        self.tracker = DeltaTracker()
+        self.attempts = attempts
+        self.backoff_seconds = backoff_seconds
+        self.sleep = sleep
+
+    def cycle(self) -> int:
+        """Read, diff and send; returns the number of datums delivered."""
+        before = self.tracker.previous
+        changes = self.tracker.delta(snapshot(self.registry_factory()))
+        if changes is None:
+            return 0
+        datums = build_datums(changes, self.environment)
+        sent = 0
+        for batch in batches(datums):
+            if not self._put(batch):
+                if sent == 0:
+                    self.tracker.rewind(before)
+                break
+            sent += len(batch)
+        return sent
+
+    def _put(self, batch: list[Datum]) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        for attempt in range(1, self.attempts + 1):
+            try:
+                self.client.put_metric_data(Namespace=self.namespace, MetricData=batch)
+                return True
+            except NoCredentialsError:
+                raise
+            except (BotoCoreError, ClientError) as error:
+                log.warning("PutMetricData failed (attempt %d/%d): %s",
+                            attempt, self.attempts, type(error).__name__)
+                if attempt < self.attempts:
+                    self.sleep(self.backoff_seconds * 2 ** (attempt - 1))
+        return False
+
+
+def make_client(region: str | None = None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5,
+                    read_timeout=10)
+    return boto3.client("cloudwatch", region_name=region, config=config)
+
+
+def has_credentials() -> bool:
+    import boto3
+
+    return boto3.session.Session().get_credentials() is not None
+
+
+def run(stop: threading.Event) -> None:
+    from botocore.exceptions import NoCredentialsError
+
+    from app.config import Settings
+
+    settings = Settings.from_env()
+    environment = settings.environment_name or settings.app_env
+    if not settings.cloudwatch_enabled:
+        log.info("CloudWatch publishing disabled (CLOUDWATCH_ENABLED=false); idling")
+        stop.wait()
+        return
+    if not has_credentials():
+        log.warning("no AWS credentials found; CloudWatch publishing idles")
+        stop.wait()
+        return
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        log.warning("PROMETHEUS_MULTIPROC_DIR is not set: there are no worker metrics to read")
+    publisher = Publisher(make_client(), settings.cloudwatch_namespace, environment)
+    log.info("publishing to CloudWatch namespace %s every %ss (Environment=%s)",
+             settings.cloudwatch_namespace, settings.cloudwatch_interval_seconds, environment)
+    while True:
+        try:
+            publisher.cycle()
+        except NoCredentialsError:
+            log.warning("AWS credentials disappeared; CloudWatch publishing idles")
+            stop.wait()
+            return
+        except Exception:  # a bad reading must not end the process
+            log.exception("CloudWatch publishing cycle failed")
+        if stop.wait(settings.cloudwatch_interval_seconds):
+            return
+
+
+def main() -> None:
+    from app.config import Settings
+    from app.ops.logging import configure_logging
+
+    configure_logging(Settings.from_env().log_level)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    run(stop)
+    log.info("CloudWatch publisher stopped")
+
+
+if __name__ == "__main__":
+    main()
