@@ -20,6 +20,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     _ensure_sqlite_directory(settings)
     _configure_json(app)
     _configure_proxy(app, settings)
+    _init_security(app, settings)
     _init_extensions(app)
     _register_blueprints(app, settings)
     _register_hooks(app)
@@ -60,15 +61,23 @@ def _configure_proxy(app: Flask, settings: Settings) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0, x_port=0)
 
 
+def _init_security(app: Flask, settings: Settings) -> None:
+    """HTTPS redirect (production), security headers, CORS; before the rate limiter's hooks."""
+    from app.ops.security import init_security
+
+    init_security(app, settings)
+
+
 def _init_extensions(app: Flask) -> None:
     from app.auth.jwt_handlers import register_jwt_handlers
-    from app.extensions import api, db, jwt, limiter, migrate
+    from app.extensions import api, db, jwt, migrate
+    from app.ops.ratelimit import init_rate_limits
 
     db.init_app(app)
     migrate.init_app(app, db, directory=_migrations_dir(), compare_type=True)
     jwt.init_app(app)
     register_jwt_handlers(jwt)
-    limiter.init_app(app)
+    init_rate_limits(app)
     api.init_app(app, spec_kwargs={"servers": [{"url": "/"}]})
     _import_models()
 
@@ -139,10 +148,13 @@ def _init_observability(app: Flask) -> None:
 
 
 def _register_cli(app: Flask) -> None:
+    from app.auth.cli import auth_cli, users_cli
     from app.history.cli import history_cli
     from app.solver.cli import solve_command
 
     app.cli.add_command(solve_command)
+    app.cli.add_command(users_cli)
+    app.cli.add_command(auth_cli)
     app.cli.add_command(history_cli)
 
 

@@ -6,24 +6,47 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import g, request
+from flask import Response, current_app, g, request
 from flask_jwt_extended import get_current_user, verify_jwt_in_request
 
-from app.auth import service
+from app.auth.api_keys import resolve_api_key
+from app.auth.errors import unauthorized
 from app.auth.models import ApiKey, User
 from app.errors import ApiError
+from app.ops.metrics import AUTH_FAILURES
 
 F = TypeVar("F", bound=Callable[..., Any])
 SECURITY = [{"bearerAuth": []}, {"apiKeyAuth": []}]
+LEGACY_PREFIX = "/v1"
+_UNRESOLVED = object()
+
+
+def presented_api_key() -> str | None:
+    """The `X-API-Key` header; on the legacy `/v1/` also the `api_key` query parameter."""
+    secret = request.headers.get("X-API-Key")
+    if secret is None and _is_legacy_path():
+        secret = request.args.get("api_key")
+    return secret
+
+
+def resolve_presented_key() -> ApiKey | None:
+    """The live key for this request's secret, resolved once per request (the rate limiter's key
+    function and the auth decorator both need it)."""
+    cached = g.get("_resolved_api_key", _UNRESOLVED)
+    if cached is _UNRESOLVED:
+        secret = presented_api_key()
+        cached = resolve_api_key(secret) if secret is not None else None
+        g._resolved_api_key = cached
+    return cached  # type: ignore[return-value]
 
 
 def authenticate_request() -> User:
     """Resolve the caller from `X-API-Key` or the Bearer token; raise 401 otherwise."""
-    secret = request.headers.get("X-API-Key")
-    if secret is not None:
-        key = service.resolve_api_key(secret)
+    if request.headers.get("X-API-Key") is not None:
+        key = resolve_presented_key()
         if key is None:
-            raise service.unauthorized("invalid API key")
+            AUTH_FAILURES.labels(reason="bad_api_key").inc()
+            raise unauthorized("invalid API key")
         g.current_user, g.api_key = key.user, key
         return key.user
     verify_jwt_in_request()
@@ -58,3 +81,25 @@ def current_user() -> User:
 
 def current_api_key() -> ApiKey | None:
     return g.get("api_key")
+
+
+def legacy_key_rejection() -> Response | None:
+    """With LEGACY_REQUIRE_API_KEY, the text 401 a legacy view must answer, else None.
+
+    Legacy clients read text, so this is `text/plain`, not problem+json.
+    """
+    if not current_app.config["SETTINGS"].legacy_require_api_key:
+        return None
+    if presented_api_key() is None:
+        message = "missing API key: send the X-API-Key header or the api_key parameter"
+    elif resolve_presented_key() is None:
+        AUTH_FAILURES.labels(reason="bad_api_key").inc()
+        message = "invalid API key"
+    else:
+        return None
+    return Response(message, status=401, mimetype="text/plain",
+                    headers={"WWW-Authenticate": 'ApiKey header="X-API-Key"'})
+
+
+def _is_legacy_path() -> bool:
+    return request.path == LEGACY_PREFIX or request.path.startswith(LEGACY_PREFIX + "/")

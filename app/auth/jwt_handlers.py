@@ -1,18 +1,26 @@
-"""flask-jwt-extended loaders: identity is str(user id); every token error is one 401 shape."""
+"""flask-jwt-extended loaders: identity is str(user id); every token error is one 401 shape.
+
+flask-jwt-extended answers 422 for a malformed or wrongly signed token by default; here every
+token problem is a 401 problem+json with `WWW-Authenticate`, and counted by reason.
+"""
 
 from __future__ import annotations
 
 from flask_jwt_extended import JWTManager
 
+from app.auth import tokens
+from app.auth.errors import CHALLENGE
 from app.auth.models import User
 from app.errors import problem_response
 from app.extensions import db
+from app.ops.metrics import AUTH_FAILURES
 
-_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="paintshop", ApiKey header="X-API-Key"'}
 
-
-def _unauthorized(detail: str):
-    return problem_response(401, detail, slug="unauthorized", headers=_CHALLENGE)
+def _unauthorized(detail: str, reason: str | None = None):
+    if reason is not None:
+        AUTH_FAILURES.labels(reason=reason).inc()
+    return problem_response(401, detail, slug="unauthorized",
+                            headers={"WWW-Authenticate": CHALLENGE})
 
 
 def register_jwt_handlers(jwt: JWTManager) -> None:
@@ -23,10 +31,20 @@ def register_jwt_handlers(jwt: JWTManager) -> None:
         except (KeyError, TypeError, ValueError):
             return None
 
+    @jwt.token_in_blocklist_loader
+    def token_revoked(_header, payload) -> bool:
+        return tokens.is_revoked(payload)
+
     jwt.unauthorized_loader(lambda reason: _unauthorized("missing credentials: " + reason))
-    jwt.invalid_token_loader(lambda reason: _unauthorized("invalid token"))
-    jwt.expired_token_loader(lambda _h, _p: _unauthorized("token has expired"))
-    jwt.revoked_token_loader(lambda _h, _p: _unauthorized("token has been revoked"))
-    jwt.user_lookup_error_loader(lambda _h, _p: _unauthorized("account no longer exists"))
+    jwt.invalid_token_loader(lambda reason: _unauthorized("invalid token", "invalid_token"))
+    jwt.expired_token_loader(lambda _h, _p: _unauthorized("token has expired", "expired_token"))
+    jwt.revoked_token_loader(
+        lambda _h, _p: _unauthorized("token has been revoked", "revoked_token")
+    )
+    jwt.user_lookup_error_loader(
+        lambda _h, _p: _unauthorized("account no longer exists", "unknown_user")
+    )
     jwt.needs_fresh_token_loader(lambda _h, _p: _unauthorized("fresh token required"))
-    jwt.token_verification_failed_loader(lambda _h, _p: _unauthorized("token rejected"))
+    jwt.token_verification_failed_loader(
+        lambda _h, _p: _unauthorized("token rejected", "invalid_token")
+    )

@@ -51,3 +51,40 @@ class ApiKey(db.Model):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     user: Mapped[User] = relationship(back_populates="api_keys")
+
+
+class TokenFamily(db.Model):
+    """One login. Every token issued from it carries its id (`fam` claim); revoking the family
+    (logout, or a reused refresh token) revokes them all."""
+
+    __tablename__ = "token_families"
+    __table_args__ = (
+        Index("ix_token_families_user_id", "user_id"),
+        Index("ix_token_families_expires_at", "expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_reason: Mapped[str | None] = mapped_column(String(16))
+
+
+class RevokedToken(db.Model):
+    """A revoked JWT, kept until it would have expired anyway (`flask auth purge-revoked`)."""
+
+    __tablename__ = "revoked_tokens"
+    __table_args__ = (
+        Index("ix_revoked_tokens_jti", "jti", unique=True),
+        Index("ix_revoked_tokens_expires_at", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    jti: Mapped[str] = mapped_column(String(64))
+    token_type: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    family_id: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(16))
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -56,3 +56,52 @@ class TokenPairSchema(ma.Schema):
     refresh_token = ma.fields.String()
     token_type = ma.fields.String(metadata={"example": "Bearer"})
     expires_in = ma.fields.Integer(metadata={"description": "access token lifetime, seconds"})
+
+
+class LogoutSchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    refresh_token = ma.fields.String(
+        load_only=True, validate=validate.Length(min=1, max=4096),
+        metadata={"description": "Also revoke this refresh token (the login is revoked anyway)"},
+    )
+
+
+class ApiKeyCreateSchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    name = ma.fields.String(required=True, validate=validate.Length(min=1, max=100))
+    expires_at = ma.fields.AwareDateTime(
+        load_default=None, allow_none=True,
+        metadata={"description": "Optional expiry (ISO 8601 with offset), in the future"},
+    )
+
+    @ma.validates_schema
+    def expiry_in_future(self, data, **_kwargs):
+        from app.db import utcnow
+
+        if data.get("expires_at") is not None and data["expires_at"] <= utcnow():
+            raise ma.ValidationError("must be in the future", "expires_at")
+
+
+class ApiKeySchema(ma.Schema):
+    id = ma.fields.Integer(dump_only=True)
+    name = ma.fields.String(dump_only=True)
+    prefix = ma.fields.String(
+        dump_only=True, metadata={"description": "The secret's first characters, to tell keys apart"}
+    )
+    created_at = ma.fields.AwareDateTime(dump_only=True)
+    expires_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)
+    last_used_at = ma.fields.AwareDateTime(
+        dump_only=True, allow_none=True,
+        metadata={"description": "Updated at most every API_KEY_TOUCH_INTERVAL_SECONDS"},
+    )
+
+
+class ApiKeySecretSchema(ApiKeySchema):
+    secret = ma.fields.String(
+        dump_only=True,
+        metadata={"description": "Send as X-API-Key. Shown only in this response; store it now"},
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response, jsonify, request
 from flask_smorest import Blueprint
 
-from app.auth.decorators import SECURITY, auth_required
+from app.auth.decorators import SECURITY, auth_required, legacy_key_rejection
 from app.errors import ApiError, field_error
 from app.ops.chaos import maybe_inject_failure
 from app.solver import formats, service
@@ -36,6 +36,9 @@ def _legacy_answer(outcome: service.Outcome) -> Response:
                                   "content": {"text/plain": {"schema": {"type": "string"}}}}})
 def legacy_get():
     """Solve a legacy problem given in the `input` query parameter; answers text."""
+    rejection = legacy_key_rejection()
+    if rejection is not None:
+        return rejection
     maybe_inject_failure()
     raw = request.args.get("input")
     if raw is None:
@@ -50,6 +53,9 @@ def legacy_get():
                                   "content": {"text/plain": {"schema": {"type": "string"}}}}})
 def legacy_post():
     """Solve a legacy problem sent as form field `input` or as a JSON body (for large inputs)."""
+    rejection = legacy_key_rejection()
+    if rejection is not None:
+        return rejection
     maybe_inject_failure()
     if request.mimetype == "application/json":
         raw: str | bytes | None = request.get_data(cache=False)

@@ -1,0 +1,168 @@
+"""JWT lifecycle: one token family per login, refresh rotation, reuse detection, revocation.
+
+Every token carries its login's family id (`fam`). `/refresh` revokes the presented refresh
+token (reason "rotated") and issues a new pair in the same family. Presenting a revoked refresh
+token again means it leaked (or a client misbehaves): the whole family is revoked, so the thief's
+and the owner's tokens all stop working. Revocations are rows, so every instance sees them.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import current_app
+from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from app.auth.errors import unauthorized
+from app.auth.models import RevokedToken, TokenFamily, User
+from app.db import utcnow
+from app.extensions import db
+from app.ops.metrics import AUTH_FAILURES
+
+FAMILY_CLAIM = "fam"
+log = logging.getLogger(__name__)
+
+
+def issue_tokens(user: User, family_id: str | None = None) -> dict[str, Any]:
+    """A new access and refresh token; a new family (login) unless `family_id` is given."""
+    refresh_lifetime = current_app.config["JWT_REFRESH_TOKEN_EXPIRES"]
+    if family_id is None:
+        family_id = uuid.uuid4().hex
+        db.session.add(TokenFamily(id=family_id, user_id=user.id,
+                                   expires_at=utcnow() + refresh_lifetime))
+        db.session.commit()
+    identity = str(user.id)
+    claims = {"role": user.role, FAMILY_CLAIM: family_id}
+    lifetime = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]
+    return {
+        "access_token": create_access_token(identity=identity, additional_claims=claims),
+        "refresh_token": create_refresh_token(identity=identity, additional_claims=claims),
+        "token_type": "Bearer",
+        "expires_in": int(lifetime.total_seconds()),
+    }
+
+
+def is_revoked(payload: Mapping[str, Any]) -> bool:
+    """The blocklist check for every token; a revoked refresh token presented again is reuse."""
+    family_id = payload.get(FAMILY_CLAIM)
+    revoked = db.session.scalar(
+        select(RevokedToken.id).where(RevokedToken.jti == str(payload.get("jti")))
+    )
+    if revoked is not None:
+        if payload.get("type") == "refresh" and family_id:
+            _reuse_detected(str(family_id), payload)
+        return True
+    if family_id is None:
+        return False
+    family = db.session.get(TokenFamily, str(family_id))
+    return family is None or family.revoked_at is not None
+
+
+def rotate(payload: Mapping[str, Any], user: User) -> dict[str, Any]:
+    """Exchange a (verified, unrevoked) refresh token for a new pair, revoking it."""
+    family_id = payload.get(FAMILY_CLAIM)
+    if not family_id:
+        raise unauthorized("refresh token is not bound to a login")
+    db.session.add(_revocation(payload, "rotated"))
+    try:
+        db.session.flush()
+    except IntegrityError:
+        # A concurrent refresh with the same token won the race: treat as reuse.
+        db.session.rollback()
+        _reuse_detected(str(family_id), payload)
+        raise unauthorized("token has been revoked") from None
+    tokens = issue_tokens(user, str(family_id))
+    db.session.commit()
+    return tokens
+
+
+def logout(access_payload: Mapping[str, Any], refresh_token: str | None) -> None:
+    """Revoke the access token, the refresh token if given, and their login (family)."""
+    refresh_payload = None
+    if refresh_token:
+        refresh_payload = _decode_refresh(refresh_token, str(access_payload.get("sub")))
+    families = set()
+    for payload in filter(None, (access_payload, refresh_payload)):
+        _revoke_once(payload, "logout")
+        if payload.get(FAMILY_CLAIM):
+            families.add(str(payload[FAMILY_CLAIM]))
+    for family_id in families:
+        _revoke_family(family_id, "logout")
+    db.session.commit()
+
+
+def purge_expired(now: datetime | None = None) -> tuple[int, int]:
+    """Delete revocations and families past their expiry: (tokens, families) deleted."""
+    now = now or utcnow()
+    tokens = db.session.execute(delete(RevokedToken).where(RevokedToken.expires_at < now))
+    families = db.session.execute(delete(TokenFamily).where(TokenFamily.expires_at < now))
+    db.session.commit()
+    return tokens.rowcount, families.rowcount
+
+
+def _decode_refresh(token: str, subject: str) -> Mapping[str, Any]:
+    try:
+        payload = decode_token(token, allow_expired=True)
+    except Exception:  # bad signature, malformed, alg none...
+        AUTH_FAILURES.labels(reason="invalid_token").inc()
+        raise unauthorized("invalid refresh token") from None
+    if payload.get("type") != "refresh" or str(payload.get("sub")) != subject:
+        AUTH_FAILURES.labels(reason="invalid_token").inc()
+        raise unauthorized("invalid refresh token")
+    return payload
+
+
+def _revocation(payload: Mapping[str, Any], reason: str) -> RevokedToken:
+    return RevokedToken(
+        jti=str(payload["jti"]),
+        token_type=str(payload.get("type", "access")),
+        user_id=_user_id(payload),
+        family_id=payload.get(FAMILY_CLAIM),
+        reason=reason,
+        expires_at=_expiry(payload),
+    )
+
+
+def _revoke_once(payload: Mapping[str, Any], reason: str) -> None:
+    exists = db.session.scalar(
+        select(RevokedToken.id).where(RevokedToken.jti == str(payload["jti"]))
+    )
+    if exists is None:
+        db.session.add(_revocation(payload, reason))
+        db.session.flush()
+
+
+def _revoke_family(family_id: str, reason: str) -> None:
+    db.session.execute(
+        update(TokenFamily)
+        .where(TokenFamily.id == family_id, TokenFamily.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoked_reason=reason)
+    )
+
+
+def _reuse_detected(family_id: str, payload: Mapping[str, Any]) -> None:
+    log.warning("refresh token reuse: revoking login family %s of user %s",
+                family_id, payload.get("sub"))
+    AUTH_FAILURES.labels(reason="refresh_reuse").inc()
+    _revoke_family(family_id, "reuse")
+    db.session.commit()
+
+
+def _expiry(payload: Mapping[str, Any]) -> datetime:
+    exp = payload.get("exp")
+    if isinstance(exp, int | float):
+        return datetime.fromtimestamp(exp, UTC)
+    return utcnow() + current_app.config["JWT_REFRESH_TOKEN_EXPIRES"]
+
+
+def _user_id(payload: Mapping[str, Any]) -> int | None:
+    try:
+        return int(payload["sub"])
+    except (KeyError, TypeError, ValueError):
+        return None
