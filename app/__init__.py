@@ -86,6 +86,7 @@ def _import_models() -> None:
     """Every model module, so Alembic and relationships see the whole schema."""
     import app.auth.models  # noqa: F401
     import app.history.models  # noqa: F401
+    import app.polls.models  # noqa: F401
 
 
 def _register_blueprints(app: Flask, settings: Settings) -> None:
@@ -93,6 +94,7 @@ def _register_blueprints(app: Flask, settings: Settings) -> None:
     from app.extensions import api
     from app.history import routes as history_routes
     from app.ops import chaos, health
+    from app.polls.routes import bp as polls_bp
     from app.solver import routes as solver_routes
     from app.solver.schemas import LegacyProblemSchema, V2ProblemSchema
 
@@ -105,7 +107,7 @@ def _register_blueprints(app: Flask, settings: Settings) -> None:
         "apiKeyAuth", {"type": "apiKey", "in": "header", "name": "X-API-Key"}
     )
     for blueprint in (health.bp, solver_routes.legacy_bp, solver_routes.bp, auth_bp,
-                      history_routes.bp, history_routes.admin_bp):
+                      history_routes.bp, history_routes.admin_bp, polls_bp):
         api.register_blueprint(blueprint)
     _register_ops_blueprints(app)
     if settings.fault_crash_enabled:

@@ -77,7 +77,11 @@ def rr_interval(observed_share: float, n: int, p: float, k: int,
         return 0.0, 1.0
     estimate = rr_estimate(observed_share, p, k)
     half = z * math.sqrt(observed_share * (1 - observed_share) / n) / p
-    return max(0.0, estimate - half), min(1.0, estimate + half)
+    return _clip(estimate - half), _clip(estimate + half)
+
+
+def _clip(value: float) -> float:
+    return min(1.0, max(0.0, value))
 
 
 @dataclass(frozen=True)
