@@ -21,16 +21,17 @@ REDACTED = "[REDACTED]"
 _SENSITIVE_KEYS = r"password|passwd|secret|token|access_token|refresh_token|api_key|apikey|" \
                   r"x-api-key|authorization|cookie|jwt"
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE), r"\1 " + REDACTED),
     # JSON members and key=value pairs whose name says secret: "password": "x", token=x
     (re.compile(r'((?:"|\b)[\w-]*(?:' + _SENSITIVE_KEYS + r')[\w-]*"?\s*[:=]\s*)'
                 r'(?:"(?:[^"\\]|\\.)*"|\'[^\']*\'|[^\s,;&}\]]+)', re.IGNORECASE),
      r'\1"' + REDACTED + '"'),
-    (re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE), r"\1 " + REDACTED),
     # JSON Web Tokens anywhere (header.payload.signature, base64url).
     (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), REDACTED),
     # Password hashes (argon2, bcrypt) as they appear in database error parameters.
     (re.compile(r"\$(?:argon2(?:id|i|d)|2[aby])\$[^\s'\",)]+"), REDACTED),
 )
+_SENSITIVE_NAME = re.compile(_SENSITIVE_KEYS, re.IGNORECASE)
 REQUEST_LOGGER = "app.request"
 _HANDLER_FLAG = "_paintshop_json"
 
@@ -61,15 +62,27 @@ def _current_request_id() -> str | None:
 
 
 class RedactingJsonFormatter(JsonFormatter):
-    """python-json-logger's formatter with `redact` applied to the finished line."""
+    """python-json-logger's formatter; secret-named fields and secret-looking text redacted."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger"})
         kwargs.setdefault("timestamp", "time")
         super().__init__("%(levelname)s %(name)s %(message)s", *args, **kwargs)
 
-    def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        return {key: _redact_value(key, value) for key, value in log_data.items()}
+
+
+def _redact_value(key: str, value: Any) -> Any:
+    if _SENSITIVE_NAME.search(key):
+        return REDACTED
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list | tuple):
+        return [_redact_value("", item) for item in value]
+    if isinstance(value, dict):
+        return {k: _redact_value(str(k), v) for k, v in value.items()}
+    return value
 
 
 class GunicornAccessFormatter(RedactingJsonFormatter):
