@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export FLASK_APP := app.wsgi
 
-.PHONY: run test lint migrate install install-dev bench clean
+.PHONY: run test lint migrate install install-dev bench clean lint-infra security audit smoke
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,25 @@ test: install-dev lint
 
 bench: install-dev
 	$(BIN)/python -m bench.bench_solver
+
+## CloudFormation and Elastic Beanstalk option checks (offline).
+lint-infra: install-dev
+	$(BIN)/cfn-lint infra/*.yaml
+	$(BIN)/pytest -q tests/deploy/test_ebextensions.py tests/deploy/test_cfn_lint.py tests/deploy/test_nginx.py
+
+## Static security scan: fails on high-severity findings.
+security: install-dev
+	$(BIN)/bandit -q -r app -lll
+	$(BIN)/bandit -q scripts/smoke -lll
+
+## Dependency audit; needs the vulnerability database online (CodeBuild runs it).
+audit: install-dev
+	$(BIN)/pip install --quiet pip-audit==2.10.1
+	$(BIN)/pip-audit --strict -r requirements.txt
+
+## Against a running `make run` (or BASE_URL=https://...).
+smoke:
+	scripts/smoke $${BASE_URL:-http://127.0.0.1:8000}
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,8 +1,9 @@
 """gunicorn settings for every environment (Elastic Beanstalk runs the Procfile's web command).
 
-Timeouts line up with nginx and the load balancer: the load balancer's idle timeout is 60 s,
-nginx waits 60 s for a response, gunicorn kills a worker silent for longer than that, and
-keep-alive outlasts the proxy's so the proxy, not gunicorn, closes idle connections.
+Timeouts nest inside nginx's and the load balancer's (.platform/nginx, .ebextensions): gunicorn
+kills a worker silent for 60 s, nginx waits 65 s for a response, the load balancer's idle timeout
+is 70 s, and keep-alive (75 s) outlasts the proxy's so the proxy, not gunicorn, closes idle
+connections.
 """
 
 import glob
