@@ -1,0 +1,102 @@
+"""Many voters at once through the app: tallies equal the ballots, one ballot per voter, and
+every successful vote counted exactly once (PostgreSQL: 40 threads; SQLite: a smaller run)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.polls import service
+from app.polls.models import Ballot
+from tests.polls.conftest import vote
+
+
+def _run_together(app, jobs: list) -> list[Any]:
+    """Start every job at the same moment, each in its own thread with its own test client."""
+    barrier = threading.Barrier(len(jobs))
+    results: list[Any] = [None] * len(jobs)
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        client = app.test_client()
+        try:
+            barrier.wait(timeout=30)
+            results[index] = jobs[index](client)
+        except BaseException as error:  # surfaced below; a thread cannot fail the test itself
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    return results
+
+
+def _ballots_per_voter(app, poll_id: str) -> Counter:
+    with app.app_context():
+        rows = db.session.execute(
+            select(Ballot.voter_id, func.count()).where(Ballot.poll_id == poll_id)
+            .group_by(Ballot.voter_id)
+        ).all()
+        return Counter({voter: count for voter, count in rows})
+
+
+def _storm(app, register, make_poll, users: int) -> None:
+    """Two threads per voter: the same Idempotency-Key at once, then a keyless repeat."""
+    voters = [register() for _ in range(users)]
+    once = make_poll(options=["red", "green", "blue"])["id"]
+    changeable = make_poll(options=["red", "green", "blue"], allow_vote_change=True)["id"]
+
+    def job(thread: int):
+        person = voters[thread // 2]
+        headers = person["headers"]
+
+        def run(client) -> list[tuple[str, int, dict]]:
+            out = []
+            for poll_id in (once, changeable):
+                first = vote(client, poll_id, headers, [thread // 2 % 3], key=f"k-{poll_id}")
+                out.append((poll_id, first.status_code, first.get_json(), first.headers))
+                again = vote(client, poll_id, headers, [thread % 3])
+                out.append((poll_id, again.status_code, again.get_json(), again.headers))
+            return out
+
+        return run
+
+    results = _run_together(app, [job(t) for t in range(2 * users)])
+    responses = [r for per_thread in results for r in per_thread]
+    assert {status for _, status, _, _ in responses} <= {200, 201, 409}, responses
+
+    with app.app_context():
+        for poll_id in (once, changeable):
+            assert service.tally_mismatches(poll_id) == []
+            per_voter = _ballots_per_voter(app, poll_id)
+            assert sorted(per_voter) == sorted(v["id"] for v in voters)
+            assert set(per_voter.values()) == {1}
+            poll = service.get_poll(poll_id)
+            assert service.build_report(poll)["total_ballots"] == users
+
+    # Exactly one non-replayed 201 per voter and poll: every accepted vote counted once.
+    fresh = Counter(poll_id for poll_id, status, _, headers in responses
+                    if status == 201 and "Idempotent-Replayed" not in headers)
+    assert fresh == {once: users, changeable: users}
+    # The keyless repeat on the single-vote poll is always refused.
+    keyless_once = [s for p, s, body, _ in responses[1::2] if p == once]
+    assert set(keyless_once) == {409}
+
+
+@pytest.mark.postgres
+def test_concurrent_votes_on_postgres(app, register, make_poll, is_postgres) -> None:
+    if not is_postgres:
+        pytest.skip("needs PostgreSQL (TEST_DATABASE_URL)")
+    _storm(app, register, make_poll, users=20)
+
+
+def test_concurrent_votes_on_any_database(app, register, make_poll) -> None:
+    _storm(app, register, make_poll, users=4)
