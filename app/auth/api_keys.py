@@ -20,7 +20,7 @@ from app.db import utcnow
 from app.errors import ApiError
 from app.extensions import db
 
-SECRET_PREFIX = "psk_"
+SECRET_PREFIX = "psk_"  # noqa: S105 - a marker, not a secret
 VISIBLE_CHARS = 12
 MAX_SECRET_LENGTH = 200
 MAX_ACTIVE_KEYS = 50

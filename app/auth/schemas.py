@@ -72,7 +72,10 @@ class ApiKeyCreateSchema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
 
-    name = ma.fields.String(required=True, validate=validate.Length(min=1, max=100))
+    name = ma.fields.String(required=True, validate=[
+        validate.Length(min=1, max=100),
+        validate.Regexp(r"^[^\x00-\x1f\x7f]+$", error="must not contain control characters"),
+    ])
     expires_at = ma.fields.AwareDateTime(
         load_default=None, allow_none=True,
         metadata={"description": "Optional expiry (ISO 8601 with offset), in the future"},
@@ -90,7 +93,8 @@ class ApiKeySchema(ma.Schema):
     id = ma.fields.Integer(dump_only=True)
     name = ma.fields.String(dump_only=True)
     prefix = ma.fields.String(
-        dump_only=True, metadata={"description": "The secret's first characters, to tell keys apart"}
+        dump_only=True,
+        metadata={"description": "The secret's first characters, to tell keys apart"},
     )
     created_at = ma.fields.AwareDateTime(dump_only=True)
     expires_at = ma.fields.AwareDateTime(dump_only=True, allow_none=True)

@@ -6,6 +6,8 @@ already import (`issue_tokens`, `api_key_digest`, `resolve_api_key`, `unauthoriz
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -13,6 +15,7 @@ from app.auth import passwords
 from app.auth.api_keys import api_key_digest, resolve_api_key
 from app.auth.errors import unauthorized
 from app.auth.models import ROLE_USER, User
+from app.auth.schemas import USERNAME_PATTERN
 from app.auth.tokens import issue_tokens
 from app.errors import ApiError
 from app.extensions import db
@@ -29,6 +32,7 @@ __all__ = [
 ]
 
 INVALID_LOGIN = "invalid username or password"
+USERNAME_RE = re.compile(USERNAME_PATTERN.strip("^$"))
 
 
 def register_user(username: str, password: str, role: str = ROLE_USER) -> User:
@@ -45,7 +49,10 @@ def register_user(username: str, password: str, role: str = ROLE_USER) -> User:
 
 def authenticate(username: str, password: str) -> User:
     """The user for these credentials; one message and similar timing for every failure."""
-    user = db.session.scalar(select(User).where(User.username == username.lower()))
+    username = username.lower()
+    user = None
+    if USERNAME_RE.fullmatch(username):  # anything else cannot exist (and NUL breaks PostgreSQL)
+        user = db.session.scalar(select(User).where(User.username == username))
     if user is None:
         passwords.burn_verification_time(password)
         _login_failed("unknown_user")

@@ -155,7 +155,11 @@ def is_exempt() -> bool:
 def handle_rate_limited(error: RateLimitExceeded) -> Response:
     from app.errors import problem_response
     from app.ops.metrics import RATE_LIMITED
+    from app.ops.request_id import incoming_request_id
 
+    # The limiter's hook runs before the request-id hook: give the 429 its id here.
+    if g.get("request_id") is None:
+        g.request_id = incoming_request_id(request.headers)
     rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
     RATE_LIMITED.labels(route=rule).inc()
     headers: dict[str, Any] = {}

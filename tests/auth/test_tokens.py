@@ -1,0 +1,121 @@
+"""Token lifecycle: refresh rotation, reuse detection, logout, revocations shared by instances,
+and `flask auth purge-revoked`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from app.auth.models import RevokedToken, TokenFamily
+from app.db import utcnow
+from app.extensions import db
+from tests.auth.conftest import assert_unauthorized, bearer, metric
+
+REFRESH = "/api/v2/auth/refresh"
+LOGOUT = "/api/v2/auth/logout"
+ME = "/api/v2/auth/me"
+
+
+def test_refresh_issues_a_new_pair(client, register):
+    user = register()
+    response = client.post(REFRESH, headers=bearer(user["refresh_token"]))
+    assert response.status_code == 200
+    pair = response.get_json()
+    assert pair["refresh_token"] != user["refresh_token"]
+    assert client.get(ME, headers=bearer(pair["access_token"])).status_code == 200
+
+
+def test_the_rotated_refresh_token_refreshes_again(client, register):
+    user = register()
+    rotated = client.post(REFRESH, headers=bearer(user["refresh_token"])).get_json()
+    again = client.post(REFRESH, headers=bearer(rotated["refresh_token"]))
+    assert again.status_code == 200
+
+
+def test_reused_refresh_token_revokes_the_whole_login(client, register):
+    user = register()
+    before = metric("auth_failures_total", reason="refresh_reuse")
+    rotated = client.post(REFRESH, headers=bearer(user["refresh_token"])).get_json()
+    reuse = client.post(REFRESH, headers=bearer(user["refresh_token"]))
+    assert_unauthorized(reuse, "revoked")
+    assert metric("auth_failures_total", reason="refresh_reuse") == before + 1
+    # Every token of that login is dead now: the thief's and the owner's.
+    assert_unauthorized(client.post(REFRESH, headers=bearer(rotated["refresh_token"])))
+    assert_unauthorized(client.get(ME, headers=bearer(rotated["access_token"])))
+    assert_unauthorized(client.get(ME, headers=user["headers"]))
+
+
+def test_reuse_leaves_other_logins_alone(client, register):
+    user = register()
+    second = client.post("/api/v2/auth/login", json={
+        "username": user["username"], "password": "correct horse battery staple"}).get_json()
+    client.post(REFRESH, headers=bearer(user["refresh_token"]))
+    client.post(REFRESH, headers=bearer(user["refresh_token"]))
+    assert client.get(ME, headers=bearer(second["access_token"])).status_code == 200
+
+
+def test_logout_revokes_access_and_refresh_tokens(client, register):
+    user = register()
+    response = client.post(LOGOUT, headers=user["headers"],
+                           json={"refresh_token": user["refresh_token"]})
+    assert response.status_code == 204
+    assert_unauthorized(client.get(ME, headers=user["headers"]), "revoked")
+    assert_unauthorized(client.post(REFRESH, headers=bearer(user["refresh_token"])), "revoked")
+
+
+def test_logout_without_refresh_token_still_ends_the_login(client, register):
+    user = register()
+    assert client.post(LOGOUT, headers=user["headers"]).status_code == 204
+    assert_unauthorized(client.post(REFRESH, headers=bearer(user["refresh_token"])))
+
+
+def test_logout_rejects_another_users_refresh_token(client, register):
+    alice, bob = register(), register()
+    response = client.post(LOGOUT, headers=alice["headers"],
+                           json={"refresh_token": bob["refresh_token"]})
+    assert_unauthorized(response, "invalid refresh token")
+    assert client.get(ME, headers=bob["headers"]).status_code == 200
+    assert client.get(ME, headers=alice["headers"]).status_code == 200
+
+
+def test_logout_needs_an_access_token(client, register):
+    user = register()
+    assert_unauthorized(client.post(LOGOUT, headers=bearer(user["refresh_token"])))
+
+
+def test_revocations_hold_on_every_instance(client, other_app, register):
+    user = register()
+    client.post(LOGOUT, headers=user["headers"])
+    other = other_app().test_client()
+    assert_unauthorized(other.get(ME, headers=user["headers"]), "revoked")
+
+
+def test_revocations_are_indexed_by_jti_with_expiry(app, client, register):
+    user = register()
+    client.post(LOGOUT, headers=user["headers"], json={"refresh_token": user["refresh_token"]})
+    with app.app_context():
+        rows = db.session.scalars(select(RevokedToken)).all()
+        assert {row.token_type for row in rows} == {"access", "refresh"}
+        assert all(row.expires_at > utcnow() for row in rows)
+        indexes = {ix.name: ix for ix in RevokedToken.__table__.indexes}
+        assert indexes["ix_revoked_tokens_jti"].unique
+
+
+def test_purge_revoked_deletes_only_expired_rows(app, client, register):
+    user = register()
+    client.post(LOGOUT, headers=user["headers"])
+    other = register()
+    client.post(LOGOUT, headers=other["headers"])
+    with app.app_context():
+        past = utcnow() - timedelta(seconds=1)
+        first = db.session.scalar(select(RevokedToken).where(
+            RevokedToken.user_id == user["id"]))
+        first.expires_at = past
+        db.session.get(TokenFamily, first.family_id).expires_at = past
+        db.session.commit()
+    result = app.test_cli_runner().invoke(args=["auth", "purge-revoked"])
+    assert result.exit_code == 0, result.output
+    assert "deleted 1 expired revoked tokens and 1 expired logins" in result.output
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(RevokedToken)) == 1
