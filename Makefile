@@ -62,3 +62,33 @@ smoke:
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+
+## --- Production rehearsal on 127.0.0.1 (issue 8; see docs/PERFORMANCE.md) ---------------------
+# nginx TLS :8443 (:8080 redirects) -> two production-mode instances from the Procfile, PostgreSQL
+# database paintshop_staging (dropped, created and migrated), Redis db 14 for rate limits.
+.PHONY: staging staging-stop load faults staging-ci
+STAGING_PY = $$(test -x $(BIN)/python && echo $(BIN)/python || echo $(PYTHON))
+
+staging: install-dev
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || \
+		(apt-get update && apt-get install -y nginx)
+	@command -v openssl >/dev/null 2>&1 || (apt-get update && apt-get install -y openssl)
+	$(BIN)/python -m staging.stack start
+
+## Stops exactly the processes recorded in staging/run/pids.
+staging-stop:
+	$(STAGING_PY) -m staging.stack stop
+
+## Bounded locust run against staging (LOAD_DURATION=60 LOAD_USERS=20); results in load/results/.
+load: install-dev
+	@test -f staging/run/state.json || $(MAKE) staging
+	$(BIN)/python -m load.run
+
+## Fault drills under load, each with a PASS/FAIL verdict (restarts PostgreSQL once).
+faults: install-dev
+	@test -f staging/run/state.json || $(MAKE) staging
+	$(BIN)/python -m faults.drills $(DRILLS)
+
+## The CI short version: own ports and database, short load, kill one instance (< 3 minutes).
+staging-ci: install-dev
+	$(BIN)/pytest -q -p no:cacheprovider tests/e2e/test_staging_short.py

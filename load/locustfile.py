@@ -19,28 +19,18 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import threading
 import urllib.parse
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import requests
-import urllib3
 from locust import between, constant, events, task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.exception import StopUser
 
 from load.problems import LIMIT_SIZE_BODY, SMALL_QUERIES, V2_MEDIUM
+from load.setup import mix as _mix
+from load.setup import prepare
 
-urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-
-PASSWORD = "load-test-password-" + secrets.token_hex(6)
-DEFAULT_MIX = {"v1_small": 6, "v1_limit": 1, "v2_solve": 3, "vote": 3, "report": 1,
-               "history": 1}
-NEEDS = {  # task -> path prefix that must appear in the OpenAPI document
-    "vote": "/api/v2/polls/", "report": "/api/v2/polls/", "history": "/api/v2/history",
-}
 RUN: dict = {"poll_id": None, "missing": [], "mix": {}, "accounts": []}
 LEDGER_LOCK = threading.Lock()
 LEDGER: dict = {"solves": [], "unanswered_solves": 0, "votes": {}, "poll_id": None}
@@ -54,86 +44,28 @@ def _wait():
     return constant(float(spec))
 
 
-def _mix() -> dict[str, int]:
-    spec = os.environ.get("LOAD_MIX", "")
-    if not spec:
-        return dict(DEFAULT_MIX)
-    pairs = (item.split("=", 1) for item in spec.split(",") if item.strip())
-    return {name.strip(): int(weight) for name, weight in pairs}
-
-
-class _InsecureSession(requests.Session):
-    """Staging's certificate is self-signed (made at start). Per request, because
-    REQUESTS_CA_BUNDLE in the environment would override a session-wide `verify`."""
-
-    def request(self, *args, **kwargs):
-        kwargs["verify"] = False
-        return super().request(*args, **kwargs)
-
-
-def _session() -> requests.Session:
-    return _InsecureSession()
-
-
-def _account(host: str, session: requests.Session) -> dict:
-    username = "load" + secrets.token_hex(5)
-    reply = session.post(f"{host}/api/v2/auth/register", timeout=30,
-                         json={"username": username, "password": PASSWORD})
-    if reply.status_code not in (200, 201):
-        raise RuntimeError(f"register failed: {reply.status_code} {reply.text[:200]}")
-    reply = session.post(f"{host}/api/v2/auth/login", timeout=30,
-                         json={"username": username, "password": PASSWORD})
-    reply.raise_for_status()
-    return {"username": username, "token": reply.json()["access_token"]}
-
-
 @events.test_start.add_listener
 def setup(environment, **_kwargs) -> None:
-    """Probe which endpoints exist, create the shared poll, and fix the task mix."""
+    """Use the prepared setup (LOAD_SETUP, written by load/run.py) or prepare one now."""
     try:
-        _setup(environment)
+        path = os.environ.get("LOAD_SETUP")
+        if path and Path(path).exists():
+            prepared = json.loads(Path(path).read_text())
+        else:
+            users = getattr(environment.parsed_options, "num_users", None) or 10
+            prepared = prepare(environment.host, users, _mix())
     except Exception as error:
         print(f"load: setup against {environment.host} failed: {error!r}")
         environment.process_exit_code = 2
         if environment.runner is not None:
             environment.runner.quit()
         raise
-
-
-def _setup(environment) -> None:
-    host = environment.host.rstrip("/")
-    session = _session()
-    paths = list(session.get(f"{host}/openapi.json", timeout=30).json().get("paths", {}))
-    mix = _mix()
-    missing = sorted({name for name, prefix in NEEDS.items()
-                      if name in mix and not any(p.startswith(prefix) for p in paths)})
-    if "vote" in mix and "vote" not in missing:
-        owner = _account(host, session)
-        poll_id = "load-" + secrets.token_hex(4)
-        reply = session.post(
-            f"{host}/api/v2/polls", timeout=30,
-            headers={"Authorization": f"Bearer {owner['token']}"},
-            json={"id": poll_id, "question": "Which finish for the load test?",
-                  "options": ["glossy", "matte", "satin"], "allow_vote_change": True},
-        )
-        if reply.status_code in (200, 201):
-            RUN["poll_id"] = LEDGER["poll_id"] = reply.json().get("id", poll_id)
-        else:
-            print(f"load: creating the shared poll failed ({reply.status_code}); "
-                  "votes and reports left out")
-            missing = sorted({*missing, "vote", "report"})
-    RUN["missing"] = missing
-    RUN["mix"] = {name: weight for name, weight in mix.items() if name not in missing}
-    if {"v2_solve", "vote", "history", "report"} & set(RUN["mix"]):
-        # Accounts are made before the users start, so argon2's deliberate cost (about 0.3 s of
-        # CPU per hash) does not blur the figures; two at a time on a 2-core machine.
-        users = getattr(environment.parsed_options, "num_users", None) or 10
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            RUN["accounts"] = list(pool.map(lambda _: _account(host, _session()), range(users)))
+    RUN.update(prepared)
+    LEDGER["poll_id"] = prepared["poll_id"]
     PaintShopUser.tasks = [getattr(PaintShopUser, name)
                            for name, weight in RUN["mix"].items() for _ in range(weight)]
-    if missing:
-        print(f"load: not yet available, left out of the mix: {', '.join(missing)}")
+    if RUN["missing"]:
+        print(f"load: not yet available, left out of the mix: {', '.join(RUN['missing'])}")
     print(f"load: mix {RUN['mix']}")
 
 
@@ -187,9 +119,8 @@ class PaintShopUser(FastHttpUser):
         return {"Authorization": f"Bearer {self.token}", "X-Request-ID": request_id}
 
     def _solve(self, method: str, path: str, name: str, **kwargs) -> None:
-        rid = self._request_id()
         headers = kwargs.pop("headers", {})
-        headers.setdefault("X-Request-ID", rid)
+        rid = headers.setdefault("X-Request-ID", self._request_id())
         with self.client.request(method, path, name=name, headers=headers,
                                  catch_response=True, **kwargs) as reply:
             if 200 <= reply.status_code < 300:
