@@ -27,9 +27,10 @@ class PropagationIndex:
 
     occurrences[color] encodes what happens when that color turns matte. An entry e >= 0 is the
     matte color (0: none) of a customer whose only glossy pair is that color: it is forced at
-    once. An entry e < 0 stands for customer ~e, which has several glossy pairs and is forced when
-    remaining[~e] drops to zero. Keeping single-glossy customers out of the counters spares the
-    hot loop three random memory accesses per forcing, which dominate at 200k colors.
+    once. An entry e < 0 stands for customer ~e, which has several glossy pairs and is forced
+    when its count of glossy pairs not yet made matte drops to zero. Keeping single-glossy
+    customers out of the counters spares the hot loop three random memory accesses per forcing,
+    which dominate at 200k colors.
     """
 
     occurrences: list[tuple[int, ...]]
@@ -41,11 +42,11 @@ class PropagationIndex:
 class IndexBuilder:
     """Accumulates customers one at a time; the parsers call add() from their validation pass."""
 
-    __slots__ = ("customers", "matte_colors", "occurrences", "seeds")
+    __slots__ = ("glossy_counts", "matte_colors", "occurrences", "seeds")
 
     def __init__(self, colors: int, customers: int) -> None:
         self.occurrences: list[list[int]] = [[] for _ in range(colors + 1)]
-        self.customers = [0] * customers
+        self.glossy_counts = [0] * customers
         self.matte_colors = [0] * customers
         self.seeds: list[int] = []
 
@@ -54,7 +55,7 @@ class IndexBuilder:
         if len(glossy) == 1:
             self.occurrences[glossy[0]].append(matte)
         elif glossy:
-            self.customers[customer] = len(glossy)
+            self.glossy_counts[customer] = len(glossy)
             self.matte_colors[customer] = matte
             entry = ~customer
             occurrences = self.occurrences
@@ -66,7 +67,7 @@ class IndexBuilder:
     def finish(self) -> PropagationIndex:
         # tuples keep their items inline: one memory access fewer per forced color
         occurrences = [tuple(entries) if entries else () for entries in self.occurrences]
-        counts = array("l", self.customers)
+        counts = array("l", self.glossy_counts)
         return PropagationIndex(occurrences, counts, array("l", self.matte_colors), self.seeds)
 
 

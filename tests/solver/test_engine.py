@@ -49,7 +49,7 @@ def assert_explanation_valid(problem: Problem, solution: Solution) -> None:
     assert as_dict["message"].startswith(f"customer {explanation.customer} cannot be satisfied")
 
 
-@settings(max_examples=400, derandomize=True, deadline=None)
+@settings(max_examples=300, derandomize=True, deadline=None)
 @given(problems())
 def test_agrees_with_brute_force(problem: Problem) -> None:
     solution = solve(problem)

@@ -473,7 +473,7 @@ almost_valid = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=150, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(json_values | almost_valid)
 def test_arbitrary_json_only_raises_problem_format_error(data: object) -> None:
     for parse in (parse_legacy, parse_v2, parse_any):
