@@ -89,6 +89,9 @@ class PollCreateSchema(ma.Schema):
             errors["max_choices"] = ["must not exceed the number of options"]
         if "privacy" in data and data["max_choices"] != 1:
             errors["max_choices"] = ["must be 1 for a private (randomized response) poll"]
+        if "privacy" in data and data["allow_vote_change"]:
+            # Every change would publish a fresh randomized answer: the privacy loss adds up.
+            errors["allow_vote_change"] = ["cannot be combined with privacy"]
         opens, closes = data.get("opens_at"), data.get("closes_at")
         if opens is not None and closes is not None and closes <= opens:
             errors["closes_at"] = ["must be after opens_at"]

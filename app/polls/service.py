@@ -106,7 +106,8 @@ def managed_poll(poll_id: str, user: User) -> Poll:
     return poll
 
 
-def poll_view(poll: Poll, viewer: User, now: datetime | None = None) -> dict[str, Any]:
+def poll_view(poll: Poll, viewer: User, now: datetime | None = None,
+              owner: str | None = None) -> dict[str, Any]:
     """The poll as the viewer may see it (the voter list only for its owner and admins)."""
     now = now or utcnow()
     voters = None
@@ -115,7 +116,8 @@ def poll_view(poll: Poll, viewer: User, now: datetime | None = None) -> dict[str
             select(PollVoter.username).where(PollVoter.poll_id == poll.id)
             .order_by(PollVoter.username)
         ))
-    owner = db.session.scalar(select(User.username).where(User.id == poll.owner_id))
+    if owner is None:
+        owner = db.session.scalar(select(User.username).where(User.id == poll.owner_id))
     return {
         "id": poll.id,
         "owner": owner,
@@ -148,20 +150,22 @@ def _privacy_view(poll: Poll) -> dict[str, Any] | None:
 
 def list_polls(viewer: User, mine: bool, limit: int, cursor: str | None) -> dict[str, Any]:
     """Newest first, keyset-paginated on (created_at, id)."""
-    query = select(Poll).order_by(Poll.created_at.desc(), Poll.id.desc()).limit(limit + 1)
+    query = (select(Poll, User.username).join(User, User.id == Poll.owner_id)
+             .order_by(Poll.created_at.desc(), Poll.id.desc()).limit(limit + 1))
     if mine:
         query = query.where(Poll.owner_id == viewer.id)
     if cursor:
         created_at, poll_id = _decode_cursor(cursor)
         query = query.where(or_(Poll.created_at < created_at,
                                 and_(Poll.created_at == created_at, Poll.id < poll_id)))
-    polls = list(db.session.scalars(query))
+    rows = db.session.execute(query).all()
     next_cursor = None
-    if len(polls) > limit:
-        polls = polls[:limit]
-        next_cursor = _encode_cursor(polls[-1])
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = _encode_cursor(rows[-1][0])
     now = utcnow()
-    return {"items": [poll_view(p, viewer, now) for p in polls], "next_cursor": next_cursor}
+    return {"items": [poll_view(poll, viewer, now, owner) for poll, owner in rows],
+            "next_cursor": next_cursor}
 
 
 def _encode_cursor(poll: Poll) -> str:

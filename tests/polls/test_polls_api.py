@@ -46,6 +46,9 @@ def test_create_needs_authentication(client) -> None:
         ({"question": "q", "options": ["a", "b"],
           "privacy": {"mechanism": "randomized_response", "truth_probability": 1}},
          "/privacy/truth_probability"),
+        ({"question": "q", "options": ["a", "b"], "allow_vote_change": True,
+          "privacy": {"mechanism": "randomized_response", "truth_probability": 0.5}},
+         "/allow_vote_change"),
         ({"question": "q", "options": ["a", "b"], "closes_at": "2020-01-01T00:00:00Z"},
          "/closes_at"),
         ({"question": "q", "options": ["a", "b"], "opens_at": "2030-01-01T00:00:00"},
@@ -77,6 +80,7 @@ def test_list_mine_shows_only_my_polls(client, make_poll, owner, register) -> No
     make_poll(headers=register()["headers"])
     listing = client.get("/api/v2/polls?mine=true", headers=owner["headers"])
     assert [p["id"] for p in listing.get_json()["items"]] == [mine["id"]]
+    assert listing.get_json()["items"][0]["owner"] == owner["username"]
 
 
 def test_list_paginates_newest_first_with_a_cursor(client, make_poll, owner) -> None:
