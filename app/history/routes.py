@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from flask import Response, stream_with_context
@@ -140,28 +140,42 @@ def _chunks(lines: Iterable[str]) -> Iterator[str]:
         yield "".join(buffer)
 
 
-def _ndjson_lines(rows: Iterable[Mapping[str, Any]]) -> Iterator[str]:
+_SUMMARY_COUNT = len(service.SUMMARY_FIELDS)
+
+
+def _summary(row: Sequence[Any]) -> dict[str, Any]:
+    record = dict(zip(service.SUMMARY_FIELDS, row[:_SUMMARY_COUNT], strict=True))
+    record["created_at"] = record["created_at"].isoformat()
+    return record
+
+
+def _ndjson_lines(rows: Iterable[Sequence[Any]]) -> Iterator[str]:
+    """One object per line: the list endpoint's fields, then input, result and error."""
+    names = [f',"{name}":' for name in service.JSON_FIELDS]
     for row in rows:
-        yield json.dumps(service.export_record(row), separators=(",", ":")) + "\n"
+        head = json.dumps(_summary(row), separators=(",", ":"))
+        tail = "".join(
+            name + (text if text is not None else "null")
+            for name, text in zip(names, row[_SUMMARY_COUNT:], strict=True)
+        )
+        yield head[:-1] + tail + "}\n"
 
 
-def _csv_lines(rows: Iterable[Mapping[str, Any]]) -> Iterator[str]:
-    """RFC 4180 CSV; input, result and error cells hold compact JSON."""
+def _csv_lines(rows: Iterable[Sequence[Any]]) -> Iterator[str]:
+    """RFC 4180 CSV (the csv module quotes); input, result and error cells hold JSON."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(service.EXPORT_FIELDS)
     yield out.getvalue()
     for row in rows:
-        record = service.export_record(row)
         out.seek(0)
         out.truncate()
-        writer.writerow([_csv_cell(name, record[name]) for name in service.EXPORT_FIELDS])
+        writer.writerow([_csv_cell(value) for value in _summary(row).values()]
+                        + ["" if text is None else text for text in row[_SUMMARY_COUNT:]])
         yield out.getvalue()
 
 
-def _csv_cell(name: str, value: Any) -> Any:
-    if name in service.JSON_FIELDS:
-        return "" if value is None else json.dumps(value, separators=(",", ":"))
+def _csv_cell(value: Any) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"
     return "" if value is None else value

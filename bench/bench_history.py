@@ -1,0 +1,328 @@
+"""History benchmark on PostgreSQL: what recording adds to a solve, and how fast export streams.
+
+Run `python -m bench.bench_history` (PostgreSQL at TEST_DATABASE_URL, or a `bench_history`
+database it creates on postgresql://postgres@127.0.0.1:5432; the schema there is rebuilt).
+It prints:
+1. p50/p99 of `POST /api/v2/solve` through the Flask test client with HISTORY_ENABLED on and off
+   (interleaved blocks, after a warm-up), and the difference;
+2. the export rate (rows/s) of 100,000 rows as NDJSON and CSV, with the peak Python heap during
+   the export (tracemalloc) and the process's peak RSS;
+3. EXPLAIN ANALYZE of the history queries on those 100,000 rows (`--no-explain` to skip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432"
+BENCH_DB = "bench_history"
+PASSWORD = "correct horse battery staple"  # noqa: S105 - a throwaway bench account
+SECRET = "bench-secret-key-that-is-long-enough-for-hs256-0123456789"  # noqa: S105
+
+# One realistic small problem (20 colors, 30 customers, ~60 pairs), solvable.
+PROBLEM = {
+    "colors": 20,
+    "customers": [
+        [{"color": 1 + (i * 7) % 20, "finish": "glossy"},
+         {"color": 1 + (i * 3) % 20, "finish": "matte" if i % 4 == 0 else "glossy"}]
+        for i in range(30)
+    ],
+}
+
+_SEED_SQL = """
+INSERT INTO history_entries (
+    user_id, api_key_id, endpoint, batch_index, client_address, user_agent, request_id, input,
+    input_digest, input_bytes, truncated, colors, customers, pairs, status, result, error,
+    matte_count, duration_ms, created_at)
+SELECT
+    CASE WHEN g % 2 = 0 THEN :heavy
+         ELSE (:others)[1 + (g / 2) % cardinality(CAST(:others AS integer[]))] END,
+    NULL, 'v2', NULL, '192.0.2.1', 'bench/1.0', md5(g::text),
+    CAST('{"colors": 5, "customers": 3, "demands": [[1, 1, 1], [2, 1, 0, 2, 0], [1, 5, 0]]}'
+         AS jsonb),
+    md5(g::text) || md5((g + 1)::text), 61, false, 5, 3, 4,
+    CASE WHEN g % 20 = 0 THEN 'invalid' WHEN g % 7 = 0 THEN 'impossible' ELSE 'solved' END,
+    CASE WHEN g % 20 = 0 THEN NULL
+         ELSE CAST('{"status": "solved", "solution": [1, 0, 0, 0, 0], "matte_count": 1}'
+                   AS jsonb) END,
+    CASE WHEN g % 20 = 0 THEN CAST('{"status": 422, "detail": "/demands/0/1: bad"}' AS jsonb)
+         ELSE NULL END,
+    1, 0.25 + (g % 100) / 100.0,
+    now() - g * interval '77 seconds'
+FROM generate_series(1, :count) AS g
+"""
+
+
+def seed_history(connection: sa.Connection, heavy: int, others: list[int], count: int) -> None:
+    """`count` rows in one INSERT ... SELECT: half for `heavy`, the rest spread over `others`,
+    one every 77 s back from now (about 89 days for 100,000), 5% invalid, ~13% impossible."""
+    connection.execute(sa.text("SET LOCAL statement_timeout = 0"))
+    connection.execute(sa.text(_SEED_SQL), {"heavy": heavy, "others": others, "count": count})
+    connection.execute(sa.text("ANALYZE history_entries"))
+
+
+def make_users(connection: sa.Connection, count: int, prefix: str = "bench") -> list[int]:
+    return list(connection.scalars(sa.text(
+        "INSERT INTO users (username, password_hash, role, created_at, updated_at) "
+        "SELECT :prefix || g, 'x', 'user', now(), now() FROM generate_series(1, :count) g "
+        "RETURNING id"), {"prefix": prefix, "count": count}))
+
+
+@contextmanager
+def captured_selects(engine: sa.Engine) -> Iterator[list[tuple[str, Any]]]:
+    """The SELECT statements (with parameters) that touch history_entries."""
+    seen: list[tuple[str, Any]] = []
+
+    def listen(_conn, _cursor, statement, parameters, _context, _many):
+        text = statement.lstrip().upper()
+        if text.startswith("SELECT") and "HISTORY_ENTRIES" in text:
+            seen.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", listen)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", listen)
+
+
+def history_queries(
+    app: Flask, client: FlaskClient, headers: dict[str, str]
+) -> dict[str, tuple[str, Any]]:
+    """Run each history read through the API and capture the SQL it sends."""
+    from app.db import utcnow
+    from app.extensions import db
+    from app.history.models import HistoryEntry
+    from app.history.service import DELETE_BATCH_SIZE
+
+    with app.app_context():
+        engine = db.engine
+    queries: dict[str, tuple[str, Any]] = {}
+
+    def capture(name: str, call: Callable[[], Any]) -> Any:
+        with captured_selects(engine) as seen:
+            result = call()
+        queries[name] = seen[-1]
+        return result
+
+    first = capture("list (first page, 50)", lambda: client.get(
+        "/api/v2/history", headers=headers).get_json())
+    cursor = first["next_cursor"]
+    for _ in range(10):  # a deeper page: 550 rows in
+        cursor = client.get("/api/v2/history", headers=headers,
+                            query_string={"cursor": cursor}).get_json()["next_cursor"]
+    capture("list (page 12, by cursor)", lambda: client.get(
+        "/api/v2/history", headers=headers, query_string={"cursor": cursor}))
+    capture("list status=invalid", lambda: client.get(
+        "/api/v2/history", headers=headers, query_string={"status": "invalid"}))
+    newest = datetime.fromisoformat(first["items"][0]["created_at"])
+    capture("list since/until (a 2-day window)", lambda: client.get(
+        "/api/v2/history", headers=headers,
+        query_string={"since": (newest - timedelta(days=3)).isoformat(),
+                      "until": (newest - timedelta(days=1)).isoformat()}))
+    capture("detail by id", lambda: client.get(
+        f"/api/v2/history/{first['items'][0]['id']}", headers=headers))
+    capture("export (stream)", lambda: _drain(client.get(
+        "/api/v2/history/export", headers=headers, buffered=False)))
+    with app.app_context(), captured_selects(engine) as seen:
+        db.session.scalars(sa.select(HistoryEntry.id).where(
+            HistoryEntry.created_at < utcnow() - timedelta(days=80)
+        ).limit(DELETE_BATCH_SIZE)).all()
+        db.session.rollback()
+    queries["purge batch (ids older than 80 days)"] = seen[-1]
+    return queries
+
+
+def explain(connection: sa.Connection, statement: str, parameters: Any,
+            analyze: bool = False, declare: bool = False) -> str:
+    """EXPLAIN of a captured DBAPI statement (pyformat parameters, as psycopg2 takes them)."""
+    cursor = connection.connection.cursor()
+    options = "(ANALYZE, BUFFERS, COSTS OFF)" if analyze else "(COSTS OFF)"
+    if not analyze and declare:
+        # The export runs as a server-side cursor, which PostgreSQL plans for a fast start.
+        statement = f"DECLARE explained CURSOR FOR {statement}"
+    cursor.execute(f"EXPLAIN {options} {statement}", parameters)
+    plan = "\n".join(row[0] for row in cursor.fetchall())
+    cursor.close()
+    return plan
+
+
+def _drain(response: Any) -> int:
+    rows = 0
+    for chunk in response.response:
+        rows += chunk.count(b"\n")
+    response.close()
+    return rows
+
+
+# --- the benchmark --------------------------------------------------------------------------
+
+
+def database_url() -> str | None:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        return url
+    admin = sa.create_engine(f"{DEFAULT_SERVER}/postgres", isolation_level="AUTOCOMMIT",
+                             connect_args={"connect_timeout": 3})
+    try:
+        with admin.connect() as connection:
+            exists = connection.scalar(sa.text(
+                "SELECT 1 FROM pg_database WHERE datname = :name"), {"name": BENCH_DB})
+            if not exists:
+                connection.execute(sa.text(f'CREATE DATABASE "{BENCH_DB}"'))
+    except sa.exc.OperationalError as exc:
+        print(f"PostgreSQL is unreachable at {DEFAULT_SERVER} ({exc.orig}); skipping.")
+        return None
+    finally:
+        admin.dispose()
+    return f"{DEFAULT_SERVER}/{BENCH_DB}"
+
+
+def overrides(url: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "APP_ENV": "test", "DATABASE_URL": url, "SECRET_KEY": SECRET,
+        "JWT_SECRET_KEY": SECRET + "-jwt", "ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 1024,
+        "ARGON2_PARALLELISM": 1, "RATELIMIT_ENABLED": False, "CLOUDWATCH_ENABLED": False,
+        "LOG_LEVEL": "WARNING", **extra,
+    }
+
+
+def reset_schema(url: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("DROP SCHEMA IF EXISTS public CASCADE"))
+        connection.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+def login(client: FlaskClient, username: str) -> dict[str, str]:
+    client.post("/api/v2/auth/register", json={"username": username, "password": PASSWORD})
+    tokens = client.post("/api/v2/auth/login",
+                         json={"username": username, "password": PASSWORD}).get_json()
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def bench_solve(on: FlaskClient, off: FlaskClient, headers: dict[str, str], requests: int,
+                block: int = 50) -> dict[str, list[float]]:
+    """Interleave blocks of requests with and without recording, so drift hits both alike."""
+    timings: dict[str, list[float]] = {"on": [], "off": []}
+    for client in (on, off):  # warm up connections, caches and the JIT-less interpreter
+        for _ in range(50):
+            client.post("/api/v2/solve", json=PROBLEM, headers=headers)
+    while len(timings["on"]) < requests:
+        for name, client in (("on", on), ("off", off)):
+            for _ in range(block):
+                started = time.perf_counter()
+                response = client.post("/api/v2/solve", json=PROBLEM, headers=headers)
+                timings[name].append((time.perf_counter() - started) * 1000)
+                assert response.status_code == 200, response.get_json()
+    return timings
+
+
+def bench_export(client: FlaskClient, headers: dict[str, str], kind: str) -> dict[str, float]:
+    started = time.perf_counter()
+    rows = _drain(client.get("/api/v2/history/export", headers=headers,
+                             query_string={"format": kind}, buffered=False))
+    seconds = time.perf_counter() - started
+    if kind == "csv":
+        rows -= 1  # the header line
+    tracemalloc.start()
+    _drain(client.get("/api/v2/history/export", headers=headers,
+                      query_string={"format": kind}, buffered=False))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"rows": rows, "seconds": seconds, "rate": rows / seconds, "heap_peak_mib": peak / 2**20}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--no-explain", action="store_true")
+    args = parser.parse_args(argv)
+
+    url = database_url()
+    if url is None:
+        return 0
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from app.extensions import db
+
+    reset_schema(url)
+    app_on = create_app(overrides(url, HISTORY_ENABLED=True))
+    app_off = create_app(overrides(url, HISTORY_ENABLED=False))
+    with app_on.app_context():
+        upgrade(revision="heads")
+    on, off = app_on.test_client(), app_off.test_client()
+    headers = login(on, "benchuser")
+    light_headers = login(on, "lightuser")
+
+    timings = bench_solve(on, off, headers, args.requests)
+    with app_on.app_context(), db.engine.begin() as connection:
+        connection.execute(sa.text("TRUNCATE history_entries"))
+        heavy = connection.scalar(sa.text("SELECT id FROM users WHERE username = 'benchuser'"))
+        light = connection.scalar(sa.text("SELECT id FROM users WHERE username = 'lightuser'"))
+        others = [light, *make_users(connection, 98)]
+        seed_started = time.perf_counter()
+        seed_history(connection, heavy, others, 2 * args.rows)  # half of it is benchuser's
+        seed_seconds = time.perf_counter() - seed_started
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    exports = {kind: bench_export(on, headers, kind) for kind in ("ndjson", "csv")}
+    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    print(f"\nPOST /api/v2/solve ({len(PROBLEM['customers'])} customers), Flask test client, "
+          f"PostgreSQL, {args.requests} requests each")
+    print(f"{'recording':<12}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
+    for name in ("off", "on"):
+        values = timings[name]
+        print(f"{name:<12}{percentile(values, 50):>10.3f}{percentile(values, 99):>10.3f}"
+              f"{statistics.fmean(values):>10.3f}")
+    print(f"{'added':<12}"
+          f"{percentile(timings['on'], 50) - percentile(timings['off'], 50):>10.3f}"
+          f"{percentile(timings['on'], 99) - percentile(timings['off'], 99):>10.3f}"
+          f"{statistics.fmean(timings['on']) - statistics.fmean(timings['off']):>10.3f}")
+
+    print(f"\nExport of one user's {args.rows:,} rows (table holds {2 * args.rows:,}; "
+          f"seeded in {seed_seconds:.1f} s)")
+    print(f"{'format':<8}{'rows':>9}{'seconds':>9}{'rows/s':>10}{'heap peak MiB':>15}")
+    for kind, figures in exports.items():
+        print(f"{kind:<8}{figures['rows']:>9,}{figures['seconds']:>9.2f}{figures['rate']:>10,.0f}"
+              f"{figures['heap_peak_mib']:>15.1f}")
+    print(f"process peak RSS: {rss_before:.0f} MiB before the exports, {rss_after:.0f} MiB after")
+
+    if not args.no_explain:
+        print(f"\nEXPLAIN ANALYZE on {2 * args.rows:,} rows: benchuser owns half of them, "
+              f"lightuser 1/198")
+        for who, who_headers in (("benchuser", headers), ("lightuser", light_headers)):
+            queries = history_queries(app_on, on, who_headers)
+            with app_on.app_context(), db.engine.connect() as connection:
+                for name, (statement, parameters) in queries.items():
+                    print(f"\n-- {who}: {name}")
+                    print(explain(connection, statement, parameters, analyze=True))
+                    if name.startswith("export"):
+                        print(f"-- {who}: {name}, planned as the server-side cursor it is")
+                        print(explain(connection, statement, parameters, declare=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
