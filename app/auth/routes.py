@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask_jwt_extended import get_current_user, get_jwt, verify_jwt_in_request
+from flask_jwt_extended import get_current_user, get_jwt, jwt_required
 from flask_smorest import Blueprint
 
 from app.auth import api_keys, service, tokens
@@ -52,6 +52,7 @@ def login(body):
 
 
 @bp.post("/refresh")
+@jwt_required(refresh=True)
 @bp.response(200, TokenPairSchema)
 @bp.alt_response(401, description="Missing, invalid, expired, revoked or reused refresh token")
 @bp.doc(security=BEARER_ONLY)
@@ -60,18 +61,17 @@ def refresh():
 
     Sending a revoked refresh token again revokes every token of that login.
     """
-    verify_jwt_in_request(refresh=True)
     return tokens.rotate(get_jwt(), get_current_user())
 
 
 @bp.post("/logout")
+@jwt_required()
 @bp.arguments(LogoutSchema(), required=False)
 @bp.response(204)
 @bp.alt_response(401, description="Missing or invalid access token, or a foreign refresh token")
 @bp.doc(security=BEARER_ONLY)
 def logout(body):
     """Revoke the access token (sent as Bearer), the optional refresh token and their login."""
-    verify_jwt_in_request()
     tokens.logout(get_jwt(), (body or {}).get("refresh_token"))
 
 

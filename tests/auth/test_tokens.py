@@ -119,3 +119,8 @@ def test_purge_revoked_deletes_only_expired_rows(app, client, register):
     assert "deleted 1 expired revoked tokens and 1 expired logins" in result.output
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(RevokedToken)) == 1
+
+
+def test_logout_checks_the_token_before_the_body(client):
+    response = client.post(LOGOUT, json={"unexpected": True})
+    assert_unauthorized(response, "missing credentials")
