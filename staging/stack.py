@@ -60,6 +60,13 @@ class Config:
     max_fails: int = field(default_factory=lambda: int(os.environ.get("STAGING_MAX_FAILS", "3")))
     fail_timeout: int = field(default_factory=lambda: int(
         os.environ.get("STAGING_FAIL_TIMEOUT", "10")))
+    # Which failures send an idempotent request to the other instance AND count against an
+    # instance's max_fails. http_503 is left out by default: the app answers 503 when a shared
+    # dependency (the database) is down or a fault is injected, which the other instance cannot
+    # fix, and counting those 503s ejects both instances ("no live upstreams"); see
+    # docs/PERFORMANCE.md, fault injection drill.
+    next_upstream: str = field(default_factory=lambda: os.environ.get(
+        "STAGING_NEXT_UPSTREAM", "error timeout http_502"))
 
     @property
     def database_url(self) -> str:
@@ -302,6 +309,7 @@ def render_nginx(cfg: Config) -> Path:
         "RUN": str(cfg.run_dir), "USER": _nginx_user(),
         "APP_SERVERS": servers, "BARE_UPSTREAM": bare_upstream, "BARE_SERVER": bare_server,
         "HTTP_PORT": str(cfg.http_port), "HTTPS_PORT": str(cfg.https_port),
+        "NEXT_UPSTREAM": cfg.next_upstream,
     }.items():
         text = text.replace("{{" + key + "}}", value)
     if os.geteuid() != 0:
@@ -346,6 +354,23 @@ def start_nginx(cfg: Config) -> int:
     pid = _spawn(cfg, "nginx", argv, dict(os.environ))
     wait_http(f"{cfg.base_url}/health/ready", 30, "nginx")
     return pid
+
+
+def reload_nginx(cfg: Config) -> None:
+    """Render the config again from the environment and let the running master pick it up."""
+    pid = read_pid(cfg, "nginx")
+    if pid is None or not _is_ours(pid, "nginx"):
+        raise RuntimeError("nginx is not running")
+    if not load_state(cfg).get("bare_ports"):
+        cfg.bare_ports = []
+    conf = render_nginx(cfg)
+    test = subprocess.run([nginx_binary(), "-p", f"{cfg.run_dir}/", "-c", str(conf), "-t"],  # noqa: S603
+                          capture_output=True, text=True, timeout=30)
+    if test.returncode != 0:
+        raise RuntimeError(f"nginx -t failed:\n{test.stderr}")
+    os.kill(pid, signal.SIGHUP)
+    time.sleep(1)
+    wait_http(f"{cfg.base_url}/health/ready", 30, "nginx")
 
 
 # --- HTTP helpers --------------------------------------------------------------------------------
@@ -458,7 +483,7 @@ def load_state(cfg: Config) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["start", "stop", "status"])
+    parser.add_argument("command", choices=["start", "stop", "status", "reload-nginx"])
     parser.add_argument("--no-bare", action="store_true", help="skip the bare hello baseline")
     args = parser.parse_args(argv)
     cfg = Config()
@@ -476,6 +501,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "stop":
         lines = stop(cfg)
         print("\n".join(lines) if lines else "staging: nothing recorded as running")
+    elif args.command == "reload-nginx":
+        reload_nginx(cfg)
+        print(f"nginx reloaded; proxy_next_upstream {cfg.next_upstream}")
     else:
         alive = running(cfg)
         for name, pid in alive.items():
