@@ -7,6 +7,7 @@ from marshmallow import validate
 
 USERNAME_PATTERN = r"^[a-z0-9_.-]{3,64}$"
 MIN_PASSWORD_LENGTH = 12
+MAX_KEY_LIFETIME_DAYS = 10 * 366
 
 
 class CredentialsSchema(ma.Schema):
@@ -83,10 +84,17 @@ class ApiKeyCreateSchema(ma.Schema):
 
     @ma.validates_schema
     def expiry_in_future(self, data, **_kwargs):
+        from datetime import timedelta
+
         from app.db import utcnow
 
-        if data.get("expires_at") is not None and data["expires_at"] <= utcnow():
+        expires_at = data.get("expires_at")
+        if expires_at is None:
+            return
+        if expires_at <= utcnow():
             raise ma.ValidationError("must be in the future", "expires_at")
+        if expires_at - utcnow() > timedelta(days=MAX_KEY_LIFETIME_DAYS):
+            raise ma.ValidationError(f"must be within {MAX_KEY_LIFETIME_DAYS} days", "expires_at")
 
 
 class ApiKeySchema(ma.Schema):

@@ -151,3 +151,11 @@ def test_too_many_keys_are_refused(client, register, monkeypatch):
     _create(client, user)
     response = client.post(KEYS, headers=user["headers"], json={"name": "third"})
     assert response.status_code == 409
+
+
+def test_expiry_is_bounded(client, register):
+    user = register()
+    response = client.post(KEYS, headers=user["headers"],
+                           json={"name": "x", "expires_at": "9999-12-31T23:59:59-01:00"})
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["pointer"] == "/expires_at"
