@@ -92,3 +92,17 @@ faults: install-dev
 ## The CI short version: own ports and database, short load, kill one instance (< 3 minutes).
 staging-ci: install-dev
 	$(BIN)/pytest -q -p no:cacheprovider tests/e2e/test_staging_short.py
+
+.PHONY: fuzz docs-check
+
+## Schemathesis over every operation of /openapi.json, authenticated (FUZZ_MAX_EXAMPLES per op).
+fuzz: install-dev
+	FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-100} $(BIN)/pytest -q -p no:cacheprovider \
+		--timeout=1800 tests/ops/test_fuzz.py
+
+## GET /docs in headless Chromium (installs the apt packages chromium + chromium-driver if missing).
+docs-check: install-dev
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y chromium chromium-driver; \
+		else sudo apt-get update && sudo apt-get install -y chromium chromium-driver; fi; }
+	$(BIN)/pytest -q -p no:cacheprovider tests/e2e/test_docs_chromium.py

@@ -23,3 +23,11 @@ class ProblemApi(Api):
 
     def _register_error_handlers(self) -> None:
         """Errors are handled by app.errors for the whole app, not only for API blueprints."""
+
+    def _register_responses(self) -> None:
+        """Error responses are documented as application/problem+json, as app.errors sends them."""
+        self.DEFAULT_RESPONSE_CONTENT_TYPE = "application/problem+json"
+        try:
+            super()._register_responses()
+        finally:
+            del self.DEFAULT_RESPONSE_CONTENT_TYPE

@@ -29,6 +29,8 @@ def expected_heads() -> frozenset[str]:
 
 @bp.get("/live")
 @limiter.exempt
+@bp.doc(responses={"200": {"description": "Alive", "content": {"application/json": {"schema": {
+    "type": "object", "properties": {"status": {"type": "string", "enum": ["ok"]}}}}}}})
 def live():
     """The process serves requests. Checks nothing else, so a database outage never kills it."""
     return jsonify(status="ok")
@@ -36,6 +38,9 @@ def live():
 
 @bp.get("/ready")
 @limiter.exempt
+@bp.doc(responses={"200": {"description": "Ready", "content": {"application/json": {"schema": {
+    "type": "object", "properties": {"status": {"type": "string", "enum": ["ok"]},
+                                     "checks": {"type": "object"}}}}}}})
 @bp.alt_response(503, description="Not ready: `errors` names the failed checks")
 def ready():
     """The database answers and its schema is at the migration head."""

@@ -181,7 +181,7 @@ bp = Blueprint("metrics", __name__, description="Prometheus metrics (private)")
 @bp.get("/metrics")
 @limiter.exempt
 @bp.doc(
-    security=[{"metricsToken": []}],
+    security=[{}, {"metricsToken": []}],  # loopback clients need no token
     responses={"200": {"description": "Prometheus text exposition format, all workers summed",
                        "content": {"text/plain": {"schema": {"type": "string"}}}}},
 )

@@ -75,7 +75,9 @@ def test_json_error_responses_use_the_problem_shape(spec: dict) -> None:
         for code, response in op["responses"].items():
             content = response.get("content", {})
             if code.startswith(("4", "5")) and "application/json" in content:
-                ref = content["application/json"]["schema"].get("$ref", "")
+                wrong.append(f"{method} {path} {code}: application/json")
+            elif code.startswith(("4", "5")) and "application/problem+json" in content:
+                ref = content["application/problem+json"]["schema"].get("$ref", "")
                 if not ref.endswith("/Error"):
                     wrong.append(f"{method} {path} {code}")
     assert wrong == []
