@@ -155,6 +155,7 @@ def configure_logging(level: str) -> None:
     root.setLevel(level.upper())
     # werkzeug's own request lines would duplicate ours (development server only).
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # noise at boot
 
 
 def init_request_logging(app: Any) -> None:

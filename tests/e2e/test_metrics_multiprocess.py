@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import signal
@@ -78,3 +79,10 @@ def test_metrics_sum_over_workers_and_survive_a_worker_restart(tmp_path: Path) -
         send(server, 20)
         assert total(server) == live_checks + sent + 20  # the dead worker's count is kept
         assert not glob.glob(str(directory / f"gauge_livesum_{victim}.db"))  # child_exit
+
+    log_lines = (tmp_path / "gunicorn.log").read_text().splitlines()
+    records = [json.loads(line) for line in log_lines if line.strip()]  # every line is JSON
+    loggers = {record["logger"] for record in records}
+    assert {"gunicorn.error", "gunicorn.access", "app.request"} <= loggers
+    access = next(r for r in records if r["logger"] == "gunicorn.access")
+    assert access["request_id"] and access["status"] == 200 and access["path"] == ROUTE
