@@ -64,8 +64,12 @@ def start(run_dir: Path, host: str, duration: int, users: int, spawn_rate: float
                  "LOAD_SETUP": str(setup_path), **(env or {})}
     child_env["PYTHONPATH"] = f"{ROOT}:{child_env.get('PYTHONPATH', '')}"
     out = open(run_dir / "locust.log", "wb") if quiet else None  # noqa: SIM115
-    return subprocess.Popen(argv, cwd=ROOT, env=child_env, stdout=out,  # noqa: S603
-                            stderr=subprocess.STDOUT if quiet else None)
+    try:
+        return subprocess.Popen(argv, cwd=ROOT, env=child_env, stdout=out,  # noqa: S603
+                                stderr=subprocess.STDOUT if quiet else None)
+    finally:
+        if out is not None:
+            out.close()  # the child has its own copy
 
 
 def finish(proc: subprocess.Popen, run_dir: Path, title: str = "",

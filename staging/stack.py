@@ -127,6 +127,8 @@ def running(cfg: Config) -> dict[str, int]:
 def _wait_gone(pid: int, marker: str, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        if pid in _CHILDREN and _CHILDREN[pid].poll() is not None:
+            _CHILDREN.pop(pid)
         if not _is_ours(pid, marker):
             return True
         time.sleep(0.1)
@@ -157,6 +159,7 @@ def kill_instance(cfg: Config, name: str) -> int:
     if pid is None or not _is_ours(pid, "gunicorn"):
         raise RuntimeError(f"{name} is not running")
     _signal_group(pid, signal.SIGKILL)
+    _reap(pid)
     _wait_gone(pid, "gunicorn", 5)
     return pid
 
@@ -171,11 +174,25 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         os.kill(pid, sig)
 
 
+# Children started by this process, kept so they are reaped (no zombies, no ResourceWarning).
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
+
+def _reap(pid: int) -> None:
+    child = _CHILDREN.pop(pid, None)
+    if child is not None:
+        try:
+            child.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            _CHILDREN[pid] = child
+
+
 def _spawn(cfg: Config, name: str, argv: list[str], env: dict[str, str]) -> int:
     log = open(cfg.run_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,  # noqa: S603
                             stdin=subprocess.DEVNULL, start_new_session=True)
     log.close()
+    _CHILDREN[proc.pid] = proc
     cfg.pid_file(name).write_text(f"{proc.pid}\n")
     return proc.pid
 
