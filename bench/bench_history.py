@@ -121,10 +121,10 @@ def history_queries(
     first = capture("list (first page, 50)", lambda: client.get(
         "/api/v2/history", headers=headers).get_json())
     cursor = first["next_cursor"]
-    for _ in range(10):  # a deeper page: 550 rows in
+    for _ in range(5):  # a deeper page: 300 rows in
         cursor = client.get("/api/v2/history", headers=headers,
-                            query_string={"cursor": cursor}).get_json()["next_cursor"]
-    capture("list (page 12, by cursor)", lambda: client.get(
+                            query_string={"cursor": cursor}).get_json()["next_cursor"] or cursor
+    capture("list (page 7, by cursor)", lambda: client.get(
         "/api/v2/history", headers=headers, query_string={"cursor": cursor}))
     capture("list status=invalid", lambda: client.get(
         "/api/v2/history", headers=headers, query_string={"status": "invalid"}))

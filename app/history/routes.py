@@ -103,10 +103,10 @@ def export_history(args: dict[str, Any]):
     """Download all your solve requests (NDJSON or CSV), streamed with bounded memory."""
     kind = args["format"]
     rows = service.export_rows(current_user().id, _filters(args))
-    lines = _ndjson_lines(rows) if kind == "ndjson" else _csv_lines(rows)
+    chunks = _chunks(_ndjson_lines(rows)) if kind == "ndjson" else _csv_chunks(rows)
     filename = f"history-{utcnow():%Y%m%dT%H%M%SZ}.{kind}"
     return Response(
-        stream_with_context(_chunks(lines)),
+        stream_with_context(chunks),
         mimetype=_EXPORT_TYPES[kind],
         headers={"Content-Disposition": f'attachment; filename="{filename}"',
                  "Cache-Control": "no-store"},
@@ -161,18 +161,19 @@ def _ndjson_lines(rows: Iterable[Sequence[Any]]) -> Iterator[str]:
         yield head[:-1] + tail + "}\n"
 
 
-def _csv_lines(rows: Iterable[Sequence[Any]]) -> Iterator[str]:
+def _csv_chunks(rows: Iterable[Sequence[Any]]) -> Iterator[str]:
     """RFC 4180 CSV (the csv module quotes); input, result and error cells hold JSON."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(service.EXPORT_FIELDS)
-    yield out.getvalue()
-    for row in rows:
-        out.seek(0)
-        out.truncate()
+    for count, row in enumerate(rows, start=1):
         writer.writerow([_csv_cell(value) for value in _summary(row).values()]
                         + ["" if text is None else text for text in row[_SUMMARY_COUNT:]])
-        yield out.getvalue()
+        if count % _EXPORT_CHUNK_ROWS == 0:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue()
 
 
 def _csv_cell(value: Any) -> Any:

@@ -3,6 +3,8 @@ import io
 import json
 from datetime import timedelta
 
+import pytest
+
 from app.db import utcnow
 from tests.history.conftest import GOOD, IMPOSSIBLE, INVALID, list_all, rows
 
@@ -91,16 +93,17 @@ def test_export_contains_only_my_entries_and_honours_filters(client, register, s
     assert [json.loads(line)["status"] for line in invalid.splitlines()] == ["invalid"] * 2
 
 
-def test_export_streams_in_chunks(client, register, seed):
+@pytest.mark.parametrize(("kind", "header_lines"), [("ndjson", 0), ("csv", 1)])
+def test_export_streams_in_chunks(client, register, seed, kind, header_lines):
     account = register()
     seed(account["id"], 1_200)
     response = client.get("/api/v2/history/export", headers=account["headers"],
-                          buffered=False)
+                          query_string={"format": kind}, buffered=False)
     chunks = list(response.response)
     response.close()
     assert response.is_streamed
     assert len(chunks) >= 3  # 500 rows per chunk
-    assert sum(chunk.count(b"\n") for chunk in chunks) == 1_200
+    assert sum(chunk.count(b"\n") for chunk in chunks) == 1_200 + header_lines
 
 
 def test_export_of_nothing_is_an_empty_body_or_a_header(client, auth_headers):
