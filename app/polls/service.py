@@ -204,6 +204,8 @@ def close_poll(poll_id: str, user: User) -> Poll:
 
 def delete_poll(poll_id: str, user: User) -> None:
     managed_poll(poll_id, user)
+    # The poll row first, as votes do: waits for votes in flight instead of deadlocking with them.
+    db.session.execute(select(Poll.id).where(Poll.id == poll_id).with_for_update())
     # Children explicitly: SQLite enforces ON DELETE CASCADE only with PRAGMA foreign_keys.
     for model in (VoteIdempotencyKey, Ballot, PollTally, PollVoter):
         db.session.execute(delete(model).where(model.poll_id == poll_id))

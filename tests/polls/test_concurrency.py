@@ -100,3 +100,40 @@ def test_concurrent_votes_on_postgres(app, register, make_poll, is_postgres) -> 
 
 def test_concurrent_votes_on_any_database(app, register, make_poll) -> None:
     _storm(app, register, make_poll, users=4)
+
+
+def test_votes_racing_a_close_are_either_counted_or_refused(app, register, make_poll,
+                                                           owner) -> None:
+    voters = [register() for _ in range(6)]
+    poll_id = make_poll()["id"]
+
+    def voter_job(person):
+        return lambda client: vote(client, poll_id, person["headers"], [0]).status_code
+
+    def close_job(client):
+        return client.post(f"/api/v2/polls/{poll_id}/close", headers=owner["headers"]).status_code
+
+    statuses = _run_together(app, [*map(voter_job, voters), close_job])
+    assert statuses[-1] == 200
+    assert set(statuses[:-1]) <= {201, 409}
+    with app.app_context():
+        assert service.tally_mismatches(poll_id) == []
+        assert service.get_poll(poll_id).ballot_count == statuses[:-1].count(201)
+
+
+def test_deleting_a_poll_while_votes_arrive_leaves_nothing_behind(app, register, make_poll,
+                                                                  owner) -> None:
+    voters = [register() for _ in range(6)]
+    poll_id = make_poll()["id"]
+
+    def voter_job(person):
+        return lambda client: vote(client, poll_id, person["headers"], [1]).status_code
+
+    def delete_job(client):
+        return client.delete(f"/api/v2/polls/{poll_id}", headers=owner["headers"]).status_code
+
+    statuses = _run_together(app, [*map(voter_job, voters), delete_job])
+    assert statuses[-1] == 204
+    assert set(statuses[:-1]) <= {201, 404}
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Ballot)) == 0
