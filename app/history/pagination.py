@@ -21,6 +21,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from app.extensions import db
 
 T = TypeVar("T")
+MAX_ID = 2**63 - 1  # BIGINT; larger numbers cannot be ids (and overflow SQLite's driver)
 
 
 class InvalidCursor(ValueError):
@@ -44,9 +45,12 @@ class Cursor:
             created_at = datetime.fromisoformat(stamp)
         except (ValueError, TypeError, binascii.Error, UnicodeEncodeError):
             raise InvalidCursor("not a cursor returned by this API") from None
-        if type(row_id) is not int or created_at.tzinfo is None:
+        if type(row_id) is not int or not 0 < row_id <= MAX_ID or created_at.tzinfo is None:
             raise InvalidCursor("not a cursor returned by this API")
-        return cls(created_at.astimezone(UTC), row_id)
+        try:
+            return cls(created_at.astimezone(UTC), row_id)
+        except OverflowError:
+            raise InvalidCursor("not a cursor returned by this API") from None
 
 
 @dataclass(frozen=True)

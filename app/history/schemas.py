@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import marshmallow as ma
@@ -27,14 +27,26 @@ class CursorField(ma.fields.String):
             raise ma.ValidationError(str(exc)) from None
 
 
+class UTCDateTimeField(ma.fields.AwareDateTime):
+    """An ISO 8601 instant (UTC when it has no offset), converted to UTC."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(default_timezone=UTC, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00
+            raise ma.ValidationError("is out of range") from None
+
+
 class HistoryFilterSchema(ma.Schema):
     status = ma.fields.String(validate=validate.OneOf(STATUSES))
-    since = ma.fields.AwareDateTime(
-        default_timezone=UTC,
+    since = UTCDateTimeField(
         metadata={"description": "entries created at or after (ISO 8601; UTC if no offset)"},
     )
-    until = ma.fields.AwareDateTime(
-        default_timezone=UTC,
+    until = UTCDateTimeField(
         metadata={"description": "entries created before (ISO 8601; UTC if no offset)"},
     )
 

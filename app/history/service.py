@@ -27,7 +27,7 @@ from app.db import utcnow
 from app.errors import ApiError
 from app.extensions import db
 from app.history.models import ENDPOINTS, HistoryEntry
-from app.history.pagination import Cursor, Page, keyset_page
+from app.history.pagination import MAX_ID, Cursor, Page, keyset_page
 from app.ops import metrics
 from app.solver import formats
 
@@ -259,6 +259,8 @@ def list_entries(
 
 def get_entry(user_id: int, entry_id: int) -> HistoryEntry:
     """The user's entry; another user's id is indistinguishable from a missing one (404)."""
+    if entry_id > MAX_ID:
+        raise ApiError(404, _NOT_FOUND_DETAIL, slug="not-found")
     entry = db.session.scalar(
         sa.select(HistoryEntry).where(HistoryEntry.id == entry_id, HistoryEntry.user_id == user_id)
     )
@@ -268,6 +270,8 @@ def get_entry(user_id: int, entry_id: int) -> HistoryEntry:
 
 
 def delete_entry(user_id: int, entry_id: int) -> None:
+    if entry_id > MAX_ID:
+        raise ApiError(404, _NOT_FOUND_DETAIL, slug="not-found")
     result = db.session.execute(
         sa.delete(HistoryEntry).where(HistoryEntry.id == entry_id, HistoryEntry.user_id == user_id)
     )

@@ -1,3 +1,5 @@
+import base64
+import json
 from datetime import timedelta
 
 from app.db import utcnow
@@ -153,3 +155,24 @@ def test_delete_all_erases_only_mine(app, client, register, seed):
     assert response.status_code == 200
     assert response.get_json() == {"deleted": 5}
     assert {r.user_id for r in rows(app)} == {bob["id"]}
+
+
+def test_ids_beyond_bigint_are_404(client, auth_headers):
+    huge = 2**70
+    assert client.get(f"/api/v2/history/{huge}", headers=auth_headers).status_code == 404
+    assert client.delete(f"/api/v2/history/{huge}", headers=auth_headers).status_code == 404
+
+
+def test_cursor_with_an_impossible_id_is_422(client, auth_headers):
+    token = base64.urlsafe_b64encode(
+        json.dumps(["2026-01-01T00:00:00+00:00", 2**70]).encode()).decode()
+    response = client.get("/api/v2/history", query_string={"cursor": token},
+                          headers=auth_headers)
+    assert response.status_code == 422
+
+
+def test_since_out_of_range_is_422(client, auth_headers):
+    response = client.get("/api/v2/history", headers=auth_headers,
+                          query_string={"since": "0001-01-01T00:00:00+01:00"})
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["pointer"] == "query:/since"
