@@ -55,10 +55,14 @@ def _configure_json(app: Flask) -> None:
 
 
 def _configure_proxy(app: Flask, settings: Settings) -> None:
-    """Trust exactly the configured number of proxies, so a forged X-Forwarded-For is ignored."""
+    """Trust exactly the configured number of proxies, so a forged X-Forwarded-For is ignored.
+
+    Every proxy appends to X-Forwarded-For, but only the outermost one (the load balancer) sets
+    X-Forwarded-Proto; nginx passes it through unchanged, so that header holds a single value.
+    """
     hops = settings.trusted_proxy_hops
     if hops:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0, x_port=0)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=1, x_host=0, x_port=0)
 
 
 def _init_security(app: Flask, settings: Settings) -> None:

@@ -113,3 +113,12 @@ def test_oversized_bodies_get_413_problem(other_app):
 def test_auth_responses_are_not_cached(client, register):
     user = register()
     assert client.get(ME, headers=user["headers"]).headers["Cache-Control"] == "no-store"
+
+
+def test_behind_load_balancer_and_nginx_https_is_recognised(other_app):
+    """On Elastic Beanstalk (2 hops) only the load balancer sets X-Forwarded-Proto."""
+    client = other_app(**{**PRODUCTION, "TRUSTED_PROXY_HOPS": 2}).test_client()
+    response = client.get(ME, headers={"X-Forwarded-Proto": "https",
+                                       "X-Forwarded-For": "203.0.113.9, 10.0.0.5"})
+    assert response.status_code == 401
+    assert "Strict-Transport-Security" in response.headers
