@@ -88,8 +88,8 @@ def _init_extensions(app: Flask) -> None:
 
 def _import_models() -> None:
     """Every model module, so Alembic and relationships see the whole schema."""
-    import app.auth.models  # noqa: F401
-    import app.history.models  # noqa: F401
+    import app.auth.models
+    import app.history.models
     import app.polls.models  # noqa: F401
 
 
