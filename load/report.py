@@ -15,8 +15,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-COLUMNS = ("endpoint", "requests", "failures", "error_rate", "rps", "p50_ms", "p95_ms", "p99_ms",
-           "max_ms")
+COLUMNS = ("endpoint", "requests", "failures", "error_rate", "rps", "avg_ms", "p50_ms", "p95_ms",
+           "p99_ms", "max_ms")
 
 
 def _number(value: str) -> float | None:
@@ -39,6 +39,7 @@ def summarise(run_dir: Path) -> list[dict]:
                 "failures": failures,
                 "error_rate": round(failures / requests, 4) if requests else 0.0,
                 "rps": round(float(row["Requests/s"]), 2),
+                "avg_ms": round(float(row["Average Response Time"]), 1),
                 "p50_ms": _number(row["50%"]),
                 "p95_ms": _number(row["95%"]),
                 "p99_ms": _number(row["99%"]),

@@ -1,0 +1,78 @@
+"""Full stack against a bare "hello" route, both behind the same TLS nginx and gunicorn config.
+
+    python -m load.compare_bare [--seconds 20] [--connections 16]
+
+Uses wrk (closed loop, `apt-get install wrk`): requests/s and latency percentiles of
+GET https://127.0.0.1:8444/ (staging/hello.py) and of a small legacy GET /v1/ on :8443.
+Target: the legacy small solve at >= 60% of the bare route's requests/s. wrk2's fixed-rate mode
+is not packaged for Debian, so the percentiles here are closed-loop (coordinated omission).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import urllib.parse
+from pathlib import Path
+
+from load.problems import SMALL_QUERIES
+from staging import stack
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([0-9.]+)(us|ms|s)", text.strip()).groups()
+    return float(value) * UNITS[unit]
+
+
+def wrk(url: str, seconds: int, connections: int, threads: int = 2) -> dict:
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True,  # noqa: S603
+                         timeout=seconds + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
+    lat = dict(re.findall(r"\b(50|75|90|99)%\s+([0-9.]+(?:us|ms|s))\b", out))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)$", out, re.MULTILINE)
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    return {"url": url.split("?")[0], "rps": rps, "requests": total,
+            **{f"p{q}_ms": _ms(lat[q]) if q in lat else None for q in ("50", "90", "99")},
+            "non_2xx": int(errors.group(1)) if errors else 0,
+            "socket_errors": socket_errors.group(1) if socket_errors else "",
+            "command": " ".join(argv[:-1]) + f" '{url[:60]}{'...' if len(url) > 60 else ''}'"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--json", type=Path, default=Path("load/results/compare_bare.json"))
+    args = parser.parse_args(argv)
+    if not shutil.which("wrk"):
+        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+        return 2
+    state = stack.load_state(stack.Config())
+    if not state.get("bare_url"):
+        print("staging runs without the bare baseline", file=sys.stderr)
+        return 2
+    legacy = state["base_url"] + "/v1/?input=" + urllib.parse.quote(SMALL_QUERIES[0])
+    bare = wrk(state["bare_url"] + "/", args.seconds, args.connections)
+    full = wrk(legacy, args.seconds, args.connections)
+    ratio = full["rps"] / bare["rps"]
+    for name, row in (("bare hello", bare), ("legacy small GET", full)):
+        print(f"{name:<18} {row['rps']:>8.0f} req/s  p50 {row['p50_ms']} ms  "
+              f"p90 {row['p90_ms']} ms  p99 {row['p99_ms']} ms  "
+              f"non-2xx {row['non_2xx']}  ({row['command']})")
+    print(f"legacy small / bare = {ratio:.0%} (target >= 60%)")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"bare": bare, "legacy_small": full, "ratio": ratio},
+                                    indent=2) + "\n")
+    return 0 if ratio >= 0.6 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
