@@ -3,9 +3,11 @@
 Voting is exactly-once by construction: the ballot INSERT hits UNIQUE(poll_id, voter_id) and an
 `Idempotency-Key` row hits UNIQUE(user_id, key), both in the transaction that changes the tallies,
 so a lost race ends in an IntegrityError and a rollback, never in a second count. Every vote
-transaction takes its locks in one order (the poll row through the guarded version bump, then the
-ballot, then tallies by ascending option) so concurrent votes cannot deadlock; on SQLite the first
-statement, an UPDATE, takes the database write lock before anything is read.
+transaction takes its locks in one order: the voter's ballot, the tallies by ascending option,
+and last the poll row (the version bump, guarded by "still open", which also settles a race with
+a close) so the hottest lock is held only from that bump to the commit, and concurrent votes
+cannot deadlock. Deletion locks the poll row first and so waits for votes in flight. On SQLite
+the first statement of a vote is a write, so the database write lock is taken before any read.
 """
 
 from __future__ import annotations
@@ -226,6 +228,10 @@ class _PollNotOpen(Exception):
     pass
 
 
+class _BallotConflict(Exception):
+    """The ballot to replace is not there (it can only vanish with its poll)."""
+
+
 def check_idempotency_key(key: str | None) -> str | None:
     if key is None:
         return None
@@ -268,6 +274,8 @@ def cast_vote(poll_id: str, user: User, raw_choices: list[int | str],
         replay = _replay(user_id, key, poll_id)
         if replay is not None:  # a concurrent request with the same key won
             return replay
+    if db.session.get(Poll, poll_id, populate_existing=True) is None:
+        raise ApiError(404, "no such poll", slug="not-found")  # deleted under our feet (FK)
     if not allow_change:
         VOTES.labels(outcome="duplicate").inc()
         raise ApiError(409, "you have already voted in this poll", slug="already-voted")
@@ -276,7 +284,7 @@ def cast_vote(poll_id: str, user: User, raw_choices: list[int | str],
     except _PollNotOpen:
         db.session.rollback()
         return _not_open_after_race(poll_id)
-    except IntegrityError:
+    except (IntegrityError, _BallotConflict):
         db.session.rollback()
         replay = _replay(user_id, key, poll_id) if key is not None else None
         if replay is not None:
@@ -324,7 +332,7 @@ def resolve_choices(poll: Poll, raw: list[int | str]) -> list[int]:
 
 
 def _bump_open_poll(poll_id: str, now: datetime, new_ballot: bool) -> None:
-    """Bump the version of a poll that is open *now* (locks the poll row; first write)."""
+    """Bump the version of a poll that is open *now* (locks the poll row until the commit)."""
     values: dict[str, Any] = {"version": Poll.version + 1}
     if new_ballot:
         values["ballot_count"] = Poll.ballot_count + 1
@@ -370,10 +378,10 @@ def _remember(user_id: int, key: str | None, poll_id: str, status: int,
 
 def _insert_ballot(poll_id: str, user_id: int, stored: list[int], private: bool,
                    key: str | None, now: datetime) -> VoteOutcome:
-    _bump_open_poll(poll_id, now, new_ballot=True)
     db.session.execute(insert(Ballot).values(
         poll_id=poll_id, voter_id=user_id, choices=stored, created_at=now, updated_at=now))
     _change_tallies(poll_id, dict.fromkeys(stored, 1))
+    _bump_open_poll(poll_id, now, new_ballot=True)
     body = _vote_body(poll_id, "accepted", now, stored, private)
     _remember(user_id, key, poll_id, 201, body, now)
     db.session.commit()
@@ -383,12 +391,13 @@ def _insert_ballot(poll_id: str, user_id: int, stored: list[int], private: bool,
 
 def _change_ballot(poll_id: str, user_id: int, stored: list[int], private: bool,
                    key: str | None, now: datetime) -> VoteOutcome:
-    _bump_open_poll(poll_id, now, new_ballot=False)
-    row = db.session.execute(
-        select(Ballot.id, Ballot.choices)
-        .where(Ballot.poll_id == poll_id, Ballot.voter_id == user_id)
-        .with_for_update()
-    ).one()
+    # A write first: it locks the ballot row (and on SQLite the database) before we read it.
+    mine = (Ballot.poll_id == poll_id, Ballot.voter_id == user_id)
+    touched = db.session.execute(update(Ballot).where(*mine).values(updated_at=now)
+                                 .execution_options(synchronize_session=False))
+    if touched.rowcount != 1:
+        raise _BallotConflict(poll_id)
+    row = db.session.execute(select(Ballot.id, Ballot.choices).where(*mine)).one()
     deltas: dict[int, int] = {}
     for index in row.choices:
         deltas[index] = deltas.get(index, 0) - 1
@@ -398,6 +407,7 @@ def _change_ballot(poll_id: str, user_id: int, stored: list[int], private: bool,
                        .values(choices=stored, updated_at=now)
                        .execution_options(synchronize_session=False))
     _change_tallies(poll_id, deltas)
+    _bump_open_poll(poll_id, now, new_ballot=False)
     body = _vote_body(poll_id, "changed", now, stored, private)
     _remember(user_id, key, poll_id, 200, body, now)
     db.session.commit()
