@@ -5,13 +5,14 @@ own database `bench_polls`, never the one the app uses). Each of --threads threa
 test client and its own voters; every voter votes once per poll, through the full WSGI stack
 (authentication, validation, the vote transaction). Scenario "hot": every vote goes to one
 poll (worst case: votes on a poll serialise on its row). Scenario "spread": votes go to
---polls polls. The app runs in this process (no gunicorn, no network), so the figure is what one
-worker process sustains; gunicorn workers on other cores add to it until the database saturates.
+--polls polls. The app runs in --processes forked processes (like gunicorn workers, but without
+HTTP parsing or a network hop), each with --threads threads.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import threading
 import time
@@ -48,7 +49,7 @@ def prepare_database(url: str) -> None:
     engine.dispose()
 
 
-def build_app(url: str, threads: int):
+def build_app(url: str, threads: int, migrate: bool = True):
     from flask_migrate import upgrade
 
     from app import create_app
@@ -60,8 +61,9 @@ def build_app(url: str, threads: int):
         "ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 1024, "ARGON2_PARALLELISM": 1,
         "DB_POOL_SIZE": threads, "DB_MAX_OVERFLOW": 2,
     })
-    with app.app_context():
-        upgrade(revision="heads")
+    if migrate:
+        with app.app_context():
+            upgrade(revision="heads")
     return app
 
 
@@ -108,21 +110,43 @@ def create_polls(count: int, owner: dict[str, str]) -> list[str]:
     return ids
 
 
-def run_scenario(name: str, polls: list[str], voters: list[list[dict[str, str]]]) -> dict:
-    def work(index: int, client) -> list[float]:
-        latencies = []
-        for n, headers in enumerate(voters[index]):
-            poll_id = polls[(index + n) % len(polls)]
-            started = time.perf_counter()
-            response = client.post(f"/api/v2/polls/{poll_id}/votes", headers=headers,
-                                   json={"choices": [(index + n) % 4]})
-            latencies.append(time.perf_counter() - started)
-            assert response.status_code == 201, response.get_json()
-        return latencies
+def vote_all(polls: list[str], group: list[dict[str, str]], index: int, client) -> list[float]:
+    """One thread's voters vote once each; their latencies in seconds."""
+    latencies = []
+    for n, headers in enumerate(group):
+        poll_id = polls[(index + n) % len(polls)]
+        started = time.perf_counter()
+        response = client.post(f"/api/v2/polls/{poll_id}/votes", headers=headers,
+                               json={"choices": [(index + n) % 4]})
+        latencies.append(time.perf_counter() - started)
+        assert response.status_code == 201, response.get_json()
+    return latencies
 
+
+def run_scenario(name: str, polls: list[str], voters: list[list[dict[str, str]]],
+                 processes: int, url: str) -> dict:
+    threads = len(voters) // processes
+
+    def child(process: int, barrier: Any, results: Any) -> None:
+        global APP
+        APP = build_app(url, threads, migrate=False)  # a fresh engine: no inherited connections
+        mine = voters[process * threads:(process + 1) * threads]
+        barrier.wait()
+        per_thread = parallel(threads, lambda i, client: vote_all(polls, mine[i], i, client))
+        results.put([x for latencies in per_thread for x in latencies])
+
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(processes + 1), context.Queue()
+    children = [context.Process(target=child, args=(p, barrier, results))
+                for p in range(processes)]
+    for process in children:
+        process.start()
+    barrier.wait()
     started = time.perf_counter()
-    latencies = sorted(x for per_thread in parallel(len(voters), work) for x in per_thread)
+    latencies = sorted(x for _ in children for x in results.get())
     elapsed = time.perf_counter() - started
+    for process in children:
+        process.join()
     from app.polls import service
 
     with APP.app_context():
@@ -143,22 +167,26 @@ def main(argv: list[str] | None = None) -> int:
     global APP
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", default=DEFAULT_URL)
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--processes", type=int, default=2, help="like gunicorn workers")
+    parser.add_argument("--threads", type=int, default=4, help="per process")
     parser.add_argument("--voters-per-thread", type=int, default=150)
     parser.add_argument("--polls", type=int, default=8, help="polls in the spread scenario")
     args = parser.parse_args(argv)
 
-    prepare_database(args.database_url)
-    APP = build_app(args.database_url, args.threads)
+    url = args.database_url
+    prepare_database(url)
+    APP = build_app(url, args.threads)
     setup = time.perf_counter()
-    voters = make_voters(args.threads, args.voters_per_thread)
+    voters = make_voters(args.processes * args.threads, args.voters_per_thread)
     owner = voters[0][0]
     print(f"database: {make_url(args.database_url).render_as_string(hide_password=True)}")
-    print(f"{args.threads} threads x {args.voters_per_thread} voters, set up in "
+    print(f"{args.processes} processes x {args.threads} threads x {args.voters_per_thread} "
+          f"voters, set up in "
           f"{time.perf_counter() - setup:.1f} s")
     rows = [
-        run_scenario("hot (1 poll)", create_polls(1, owner), voters),
-        run_scenario(f"spread ({args.polls} polls)", create_polls(args.polls, owner), voters),
+        run_scenario("hot (1 poll)", create_polls(1, owner), voters, args.processes, url),
+        run_scenario(f"spread ({args.polls} polls)", create_polls(args.polls, owner), voters,
+                     args.processes, url),
     ]
     print(f"{'scenario':<20} {'votes':>6} {'seconds':>8} {'votes/s':>8} {'p50 ms':>7} "
           f"{'p99 ms':>7}  tallies")
