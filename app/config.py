@@ -73,6 +73,7 @@ class Settings:
     history_enabled: bool = True
     history_max_input_bytes: int = 64 * 1024
     history_retention_days: int = 90
+    history_retry_buffer_rows: int = 2_000
 
     # Polls.
     poll_stream_max_per_process: int = 8

@@ -33,6 +33,8 @@ def base_overrides(database_url: str) -> dict[str, Any]:
         "ARGON2_PARALLELISM": 1,
         "RATELIMIT_ENABLED": False,
         "CLOUDWATCH_ENABLED": False,
+        # No background retries of failed history writes unless a test asks for them.
+        "HISTORY_RETRY_BUFFER_ROWS": 0,
         "FAULT_FAILURE_RATE": 0.0,
         "FAULT_CRASH_ENABLED": False,
     }

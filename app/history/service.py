@@ -2,8 +2,8 @@
 
 Recording runs on the request path but must never change the answer: rows are written on their
 own connection and transaction (nothing of the caller's session is committed or rolled back),
-and any failure is logged (request id only, never input content) and counted in
-`history_write_failures_total`.
+and any failure is logged (request id only, never input content), counted in
+`history_write_failures_total`, and the rows are kept for a retry (see retry.py).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from app.auth.models import User
 from app.db import utcnow
 from app.errors import ApiError
 from app.extensions import db
+from app.history import retry
 from app.history.models import ENDPOINTS, HistoryEntry
 from app.history.pagination import MAX_ID, Cursor, Page, keyset_page
 from app.ops import metrics
@@ -131,16 +132,27 @@ def _record(outcomes: Sequence[Outcome], documents: Any) -> None:
     settings = current_app.config["SETTINGS"]
     if not settings.history_enabled:
         return
+    rows: list[dict[str, Any]] = []
     try:
         rows = _rows(outcomes, documents(), settings.history_max_input_bytes)
         insert_rows(rows)
     except Exception as exc:  # the answer must not depend on the history
         metrics.HISTORY_WRITE_FAILURES.inc(len(outcomes))
         log.error(
-            "history write failed (%s); the answer was sent without its history row",
+            "history write failed (%s); the answer was sent, its history row will be retried",
             _reason(exc),
             extra={"request_id": g.get("request_id"), "rows": len(outcomes)},
         )
+        if rows and settings.history_retry_buffer_rows > 0:
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+            retry.buffer(settings.history_retry_buffer_rows).add(
+                rows, lambda pending: _insert_within(app, pending)
+            )
+
+
+def _insert_within(app: Any, rows: list[dict[str, Any]]) -> None:
+    with app.app_context():
+        insert_rows(rows)
 
 
 def _reason(exc: Exception) -> str:

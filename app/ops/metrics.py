@@ -60,6 +60,14 @@ VOTES = Counter("poll_votes_total", "Votes by outcome", ["outcome"])
 HISTORY_WRITE_FAILURES = Counter(
     "history_write_failures_total", "Solve requests whose history row could not be written",
 )
+HISTORY_ROWS_DROPPED = Counter(
+    "history_rows_dropped_total",
+    "History rows lost for good (retry buffer overflow, or pending when the process exited)",
+)
+HISTORY_RETRY_PENDING = Gauge(
+    "history_retry_pending_rows", "History rows waiting to be retried after a failed write",
+    multiprocess_mode="livesum",
+)
 DB_POOL_IN_USE = Gauge(
     "db_pool_connections_in_use", "Database connections checked out of the pool",
     multiprocess_mode="livesum",
