@@ -194,3 +194,24 @@ def test_one_ballot_row_per_voter(client, make_poll, voter) -> None:
         vote(client, poll["id"], voter["headers"], [choice])
     with client.application.app_context():
         assert db.session.scalar(select(func.count()).select_from(Ballot)) == 1
+
+
+def test_an_invalid_idempotency_key_is_422(client, make_poll, voter) -> None:
+    poll = make_poll()
+    response = vote(client, poll["id"], voter["headers"], [0], key="x" * 201)
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["pointer"] == "header:/Idempotency-Key"
+
+
+def test_the_consistency_check_notices_a_tampered_tally(client, make_poll, voter) -> None:
+    from sqlalchemy import update
+
+    from app.polls.models import PollTally
+
+    poll = make_poll()
+    vote(client, poll["id"], voter["headers"], [0])
+    with client.application.app_context():
+        db.session.execute(update(PollTally).where(PollTally.option_index == 1).values(votes=5))
+        db.session.commit()
+        assert service.tally_mismatches(poll["id"]) == ["option 1: tally 5 != ballots 0"]
+
