@@ -1,7 +1,7 @@
 """create history_entries (one row per solve request)
 
 Revision ID: 0003_history
-Revises: 0001
+Revises: 0002_auth
 Create Date: 2026-11-25
 """
 
@@ -10,7 +10,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0003_history"
-down_revision = "0001"
+down_revision = "0002_auth"
 branch_labels = None
 depends_on = None
 

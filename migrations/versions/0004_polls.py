@@ -1,7 +1,7 @@
 """create polls, poll_voters, ballots, poll_tallies and poll_idempotency_keys
 
 Revision ID: 0004_polls
-Revises: 0001
+Revises: 0003_history
 Create Date: 2026-11-25
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_polls"
-down_revision = "0001"
+down_revision = "0003_history"
 branch_labels = None
 depends_on = None
 

@@ -26,7 +26,7 @@ def test_downgrade_and_upgrade_again(other_app, tmp_path):
     with app.app_context():
         upgrade(revision="heads")
         assert set(sa.inspect(db.engine).get_table_names()) >= AUTH_TABLES
-        downgrade(revision="0002_auth@-1")
+        downgrade(revision="0001")
         assert not AUTH_TABLES & set(sa.inspect(db.engine).get_table_names())
         upgrade(revision="heads")
         assert set(sa.inspect(db.engine).get_table_names()) >= AUTH_TABLES
