@@ -12,7 +12,8 @@ import os
 bind = f"{os.environ.get('BIND_HOST', '0.0.0.0')}:{int(os.environ.get('PORT', '8000'))}"  # noqa: S104
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", str(max(2, (os.cpu_count() or 1) + 1))))
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# Server-sent event streams hold a thread each: POLL_STREAM_MAX_PER_PROCESS (4) stays below this.
+threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))

@@ -76,7 +76,7 @@ class Settings:
     history_retry_buffer_rows: int = 2_000
 
     # Polls.
-    poll_stream_max_per_process: int = 8
+    poll_stream_max_per_process: int = 4  # below GUNICORN_THREADS (8): streams never take them all
     poll_stream_lifetime_seconds: int = 300
     poll_stream_heartbeat_seconds: int = 15
     poll_stream_check_interval_seconds: float = 1.0

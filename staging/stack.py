@@ -56,7 +56,7 @@ class Config:
         os.environ.get("STAGING_BARE_HTTPS_PORT", "8444")))
     web_concurrency: str = field(default_factory=lambda: os.environ.get(
         "STAGING_WEB_CONCURRENCY", "2"))
-    threads: str = field(default_factory=lambda: os.environ.get("STAGING_THREADS", "4"))
+    threads: str = field(default_factory=lambda: os.environ.get("STAGING_THREADS", "8"))
     max_fails: int = field(default_factory=lambda: int(os.environ.get("STAGING_MAX_FAILS", "3")))
     fail_timeout: int = field(default_factory=lambda: int(
         os.environ.get("STAGING_FAIL_TIMEOUT", "10")))
