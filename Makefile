@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export FLASK_APP := app.wsgi
 
-.PHONY: run test lint migrate install install-dev bench clean lint-infra security audit smoke
+.PHONY: run test lint migrate install install-dev bench clean lint-infra security audit smoke system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,8 +38,12 @@ lint: install-dev
 test: install-dev lint
 	$(BIN)/pytest
 
+## Solver parse/solve vs json.loads; history recording cost and export rate; votes/s.
+## The history and polls benchmarks use the local PostgreSQL (databases they create).
 bench: install-dev
 	$(BIN)/python -m bench.bench_solver
+	$(BIN)/python -m bench.bench_history
+	$(BIN)/python -m bench.bench_polls
 
 ## CloudFormation and Elastic Beanstalk option checks (offline).
 lint-infra: install-dev
@@ -59,6 +63,20 @@ audit: install-dev
 ## Against a running `make run` (or BASE_URL=https://...).
 smoke:
 	scripts/smoke $${BASE_URL:-http://127.0.0.1:8000}
+
+## System packages some end-to-end tests drive (nginx, openssl, chromium); installed only if
+## missing. Without them those tests skip with a reason.
+system-deps:
+	@missing=""; \
+	command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || missing="$$missing nginx"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium chromium-driver"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) \
+				|| echo "warning: could not install$$missing; the tests that need them will skip"; \
+		else echo "warning: not root, cannot install$$missing; the tests that need them will skip"; fi; \
+	fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
