@@ -16,6 +16,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     settings = Settings.from_env(overrides)
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(settings.flask_config())
+    _configure_converters(app)
     _configure_logging(settings)
     _ensure_sqlite_directory(settings)
     _configure_json(app)
@@ -44,6 +45,12 @@ def _configure_logging(settings: Settings) -> None:
     from app.ops.logging import configure_logging
 
     configure_logging(settings.log_level)
+
+
+def _configure_converters(app: Flask) -> None:
+    from app.converters import RowIdConverter
+
+    app.url_map.converters["int"] = RowIdConverter
 
 
 def _configure_json(app: Flask) -> None:
@@ -102,6 +109,11 @@ def _register_blueprints(app: Flask, settings: Settings) -> None:
     from app.solver import routes as solver_routes
     from app.solver.schemas import LegacyProblemSchema, V2ProblemSchema
 
+    from app.converters import MAX_ROW_ID, RowIdConverter
+
+    api.register_converter(
+        RowIdConverter, lambda _c: {"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID}
+    )
     api.spec.components.schema("V2Problem", schema=V2ProblemSchema)
     api.spec.components.schema("LegacyProblem", schema=LegacyProblemSchema)
     api.spec.components.security_scheme(

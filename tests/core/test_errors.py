@@ -61,3 +61,10 @@ def test_non_json_content_type_is_415(client, auth_headers):
                            content_type="application/xml")
     assert response.status_code == 415
     assert response.mimetype == PROBLEM_MIME
+
+
+@pytest.mark.parametrize("path", ["/api/v2/auth/api-keys/9223372036854775808",
+                                  "/api/v2/history/9223372036854775808",
+                                  "/api/v2/auth/api-keys/0"])
+def test_ids_beyond_bigint_are_404_not_500(client, auth_headers, path):
+    assert client.delete(path, headers=auth_headers).status_code == 404
