@@ -102,14 +102,13 @@ def _import_models() -> None:
 
 def _register_blueprints(app: Flask, settings: Settings) -> None:
     from app.auth.routes import bp as auth_bp
+    from app.converters import MAX_ROW_ID, RowIdConverter
     from app.extensions import api
     from app.history import routes as history_routes
     from app.ops import chaos, health
     from app.polls.routes import bp as polls_bp
     from app.solver import routes as solver_routes
     from app.solver.schemas import LegacyProblemSchema, V2ProblemSchema
-
-    from app.converters import MAX_ROW_ID, RowIdConverter
 
     api.register_converter(
         RowIdConverter, lambda _c: {"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID}
