@@ -8,6 +8,13 @@ connections.
 
 import glob
 import os
+import tempfile
+
+# prometheus-client's multiprocess mode: each worker writes its samples under this directory and
+# /metrics sums them. It must be in the environment before any worker imports prometheus_client;
+# Elastic Beanstalk sets it (shared with the `metrics:` process), other runs get a private one.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="paintshop-prometheus-")
 
 bind = f"{os.environ.get('BIND_HOST', '0.0.0.0')}:{int(os.environ.get('PORT', '8000'))}"  # noqa: S104
 worker_class = "gthread"

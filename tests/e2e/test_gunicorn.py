@@ -72,3 +72,18 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path):
         assert response.startswith(b"HTTP/1.1 200")
         assert response.endswith(b"\r\n\r\n1")
         assert server.process.wait(timeout=30) == 0
+
+
+def test_gunicorn_config_sets_a_multiprocess_directory_when_none_is_given():
+    import os
+    import subprocess
+    import sys
+
+    from tests.e2e.server import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    code = ("import runpy, os; runpy.run_path('gunicorn.conf.py'); "
+            "d = os.environ['PROMETHEUS_MULTIPROC_DIR']; print(os.path.isdir(d))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "True"
