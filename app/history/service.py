@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import defer
 
 from app.auth.models import User
+from app.config import engine_options
 from app.db import utcnow
 from app.errors import ApiError
 from app.extensions import db
@@ -163,17 +165,49 @@ def _reason(exc: Exception) -> str:
 
 
 def insert_rows(rows: list[dict[str, Any]]) -> None:
-    """One INSERT (batched by the driver) in its own transaction on its own connection.
+    """One INSERT of all `rows`, on its own connection, apart from the request's session.
 
-    On PostgreSQL the commit does not wait for the WAL flush (`synchronous_commit = off`, for
-    this transaction only): that wait was most of what recording added to a solve (about 4 of
-    5 ms in bench/bench_history.py). A database crash can lose the last fraction of a second
+    On PostgreSQL it runs on `history_engine()`: one statement, one round trip, autocommitted
+    without waiting for the WAL flush. A database crash can lose the last fraction of a second
     of history rows; it cannot corrupt anything or reorder them.
     """
-    with db.engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(sa.text("SET LOCAL synchronous_commit = off"))
+    if db.engine.dialect.name != "postgresql":
+        with db.engine.begin() as connection:
+            connection.execute(sa.insert(HistoryEntry.__table__), rows)
+        return
+    with history_engine().connect() as connection:
         connection.execute(sa.insert(HistoryEntry.__table__), rows)
+
+
+_engine_lock = threading.Lock()
+
+
+def history_engine() -> sa.Engine:
+    """A small per-process PostgreSQL engine for history rows (created on first use).
+
+    Autocommit with `synchronous_commit=off` set at connect time turns BEGIN, SET, INSERT and
+    COMMIT (four round trips) into one. It skips the pre-ping round trip too: a write on a
+    connection the server dropped fails, invalidates the pool, and the row goes to the retry
+    buffer, whose next attempt connects afresh.
+    """
+    extensions = current_app.extensions
+    engine = extensions.get("history_engine")
+    if engine is None:
+        with _engine_lock:
+            engine = extensions.get("history_engine")
+            if engine is None:
+                settings = current_app.config["SETTINGS"]
+                options = {**engine_options(settings), "pool_pre_ping": False,
+                           "pool_size": 2, "max_overflow": 2}
+                connect_args = dict(options.get("connect_args", {}))
+                connect_args["options"] = (
+                    connect_args.get("options", "") + " -c synchronous_commit=off"
+                ).strip()
+                options["connect_args"] = connect_args
+                engine = sa.create_engine(settings.database_url, isolation_level="AUTOCOMMIT",
+                                          **options)
+                extensions["history_engine"] = engine
+    return engine
 
 
 def _rows(outcomes: Sequence[Outcome], documents: Sequence[Any], max_bytes: int) -> list[dict]:

@@ -4,6 +4,7 @@ import json
 import sqlalchemy as sa
 
 from app.extensions import db
+from app.history import service as history_service
 from tests.history.conftest import GOOD, IMPOSSIBLE, INVALID, V2_GOOD, rows
 
 
@@ -111,7 +112,8 @@ def test_json_batch_records_every_item_in_one_insert(app, client, auth_headers):
             statements.append(statement)
 
     with app.app_context():
-        engine = db.engine
+        postgres = db.engine.dialect.name == "postgresql"
+        engine = history_service.history_engine() if postgres else db.engine
     sa.event.listen(engine, "before_cursor_execute", count)
     try:
         response = client.post("/api/v2/solve/batch", json=[GOOD, INVALID, V2_GOOD],
