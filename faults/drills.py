@@ -15,6 +15,8 @@ inject  instances restarted with FAULT_FAILURE_RATE (APP_ENV=development, since 
 
 After every drill the load run's ledger is checked against the database (faults/checks.py).
 Results: faults/results/<UTC stamp>/<drill>/ (load run, events, verdict) and verdicts.json.
+Before each check the drill waits until no instance has history rows pending for retry
+(`history_retry_pending_rows` on /metrics), at most FAULT_DRILL_RETRY_WAIT seconds (default 40).
 Environment: FAULT_DRILL_SECONDS (load per drill, default 40), FAULT_DRILL_USERS (default 10).
 """
 
@@ -43,6 +45,7 @@ RESULTS = ROOT / "faults" / "results"
 SECONDS = int(os.environ.get("FAULT_DRILL_SECONDS", "40"))
 USERS = int(os.environ.get("FAULT_DRILL_USERS", "10"))
 INJECTED_RATE = float(os.environ.get("FAULT_DRILL_RATE", "0.1"))
+HISTORY_RETRY_WAIT = float(os.environ.get("FAULT_DRILL_RETRY_WAIT", "40"))
 
 
 @dataclass
@@ -96,6 +99,15 @@ class Drill:
         return [(r["t"], r["fps"]) for r in report.history(self.dir).get("Aggregated", [])]
 
     def check_data(self) -> None:
+        waited, pending = _wait_history_retry(self.cfg)
+        if pending is None:
+            self.verdict.note(f"history retry buffers: /metrics unreadable after {waited:.0f}s; "
+                              "checked anyway")
+        elif pending:
+            self.verdict.note(f"history retry buffers: {pending} rows still pending after "
+                              f"{waited:.0f}s; checked anyway")
+        elif waited >= 1:
+            self.verdict.note(f"history retry buffers empty after {waited:.0f}s")
         for ok, line in checks.check(self.cfg.database_url, self.dir / "ledger.json"):
             if ok is None:
                 self.verdict.note(line)
@@ -114,6 +126,65 @@ def _wait_for(condition, seconds: float, step: float = 0.2) -> bool:
             return True
         time.sleep(step)
     return condition()
+
+
+_PENDING = re.compile(r"^history_retry_pending_rows(?:\{[^}]*\})?\s+([0-9.e+-]+)$", re.MULTILINE)
+
+
+def _metrics(cfg: stack.Config, port: int) -> str | None:
+    """An instance's /metrics text, straight from its port (None when it does not answer 200).
+
+    Production instances redirect plain HTTP to HTTPS unless the (trusted) proxy says the
+    client used HTTPS, as nginx does.
+    """
+    env = stack._read_env_file(cfg.run_dir / "secrets.env")
+    try:
+        status, body, _ = stack.http("GET", f"http://127.0.0.1:{port}/metrics", timeout=5,
+                                     headers={"X-Forwarded-Proto": "https",
+                                              "Authorization": f"Bearer "
+                                                               f"{env.get('METRICS_TOKEN', '')}"})
+    except OSError:
+        return None
+    return body.decode() if status == 200 else None
+
+
+def _retry_pending(cfg: stack.Config) -> int | None:
+    """History rows waiting in the instances' retry buffers (None if an instance is unreadable)."""
+    total = 0
+    for port in cfg.app_ports:
+        text = _metrics(cfg, port)
+        if text is None:
+            return None
+        total += sum(int(float(v)) for v in _PENDING.findall(text))
+    return total
+
+
+def _history_counters(cfg: stack.Config) -> dict[str, int] | None:
+    """history_write_failures_total and history_rows_dropped_total over every instance."""
+    totals = {"history_write_failures_total": 0, "history_rows_dropped_total": 0}
+    for port in cfg.app_ports:
+        text = _metrics(cfg, port)
+        if text is None:
+            return None
+        for name in totals:
+            totals[name] += sum(int(float(v)) for v in re.findall(
+                rf"^{name}(?:\{{[^}}]*\}})?\s+([0-9.e+-]+)$", text, re.MULTILINE))
+    return totals
+
+
+def _wait_history_retry(cfg: stack.Config, seconds: float = HISTORY_RETRY_WAIT
+                        ) -> tuple[float, int | None]:
+    """Wait until no instance has history rows pending for retry, or `seconds` (default 40).
+
+    Failed history writes are retried from a per-worker buffer after 1 s, doubling up to 30 s,
+    so rows that failed during an outage reach the database some seconds after it is back.
+    """
+    began = time.monotonic()
+    pending = _retry_pending(cfg)
+    while pending != 0 and time.monotonic() - began < seconds:
+        time.sleep(1)
+        pending = _retry_pending(cfg)
+    return time.monotonic() - began, pending
 
 
 def _ready(cfg: stack.Config, port: int) -> int:
@@ -180,6 +251,7 @@ def _pg_cluster() -> tuple[str, str]:
 def drill_pg(cfg: stack.Config, out: Path) -> Verdict:
     d = Drill(cfg, out, "pg")
     pids_before = _app_pids(cfg)
+    counters_before = _history_counters(cfg)
     probe = ReadinessProbe(cfg)
     d.start_load()
     probe.start()
@@ -213,6 +285,11 @@ def drill_pg(cfg: stack.Config, out: Path) -> Verdict:
         d.verdict.note(f"error burst: {d.total['failures']} failed of {d.total['requests']} "
                        f"requests, over {span} s")
     d.check_data()
+    counters_after = _history_counters(cfg)
+    if counters_before is not None and counters_after is not None:
+        failed, dropped = (counters_after[k] - counters_before[k] for k in counters_before)
+        d.verdict.note(f"history writes failed during the drill: {failed} rows (kept for retry), "
+                       f"dropped for good: {dropped}")
     return d.save()
 
 
@@ -356,14 +433,12 @@ _SAMPLE = re.compile(r'^http_requests_total\{([^}]*)\}\s+([0-9.e+]+)$', re.MULTI
 
 def _solver_counts(cfg: stack.Config) -> tuple[int, int] | None:
     """(answered 503, all) solver requests over every instance, from /metrics."""
-    env = stack._read_env_file(cfg.run_dir / "secrets.env")
     total = injected = 0
     for port in cfg.app_ports:
-        status, body, _ = stack.http("GET", f"http://127.0.0.1:{port}/metrics", headers={
-            "Authorization": f"Bearer {env.get('METRICS_TOKEN', '')}"})
-        if status != 200:
+        text = _metrics(cfg, port)
+        if text is None:
             return None
-        for labels, value in _SAMPLE.findall(body.decode()):
+        for labels, value in _SAMPLE.findall(text):
             parts = dict(re.findall(r'(\w+)="([^"]*)"', labels))
             if parts.get("route") in SOLVER_ROUTES:
                 total += int(float(value))
