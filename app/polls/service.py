@@ -381,12 +381,7 @@ def _insert_ballot(poll_id: str, user_id: int, stored: list[int], private: bool,
     db.session.execute(insert(Ballot).values(
         poll_id=poll_id, voter_id=user_id, choices=stored, created_at=now, updated_at=now))
     _change_tallies(poll_id, dict.fromkeys(stored, 1))
-    _bump_open_poll(poll_id, now, new_ballot=True)
-    body = _vote_body(poll_id, "accepted", now, stored, private)
-    _remember(user_id, key, poll_id, 201, body, now)
-    db.session.commit()
-    VOTES.labels(outcome="accepted").inc()
-    return VoteOutcome(201, body)
+    return _commit_vote(poll_id, user_id, stored, private, key, now, outcome="accepted")
 
 
 def _change_ballot(poll_id: str, user_id: int, stored: list[int], private: bool,
@@ -407,12 +402,20 @@ def _change_ballot(poll_id: str, user_id: int, stored: list[int], private: bool,
                        .values(choices=stored, updated_at=now)
                        .execution_options(synchronize_session=False))
     _change_tallies(poll_id, deltas)
-    _bump_open_poll(poll_id, now, new_ballot=False)
-    body = _vote_body(poll_id, "changed", now, stored, private)
-    _remember(user_id, key, poll_id, 200, body, now)
+    return _commit_vote(poll_id, user_id, stored, private, key, now, outcome="changed")
+
+
+def _commit_vote(poll_id: str, user_id: int, stored: list[int], private: bool,
+                 key: str | None, now: datetime, *, outcome: str) -> VoteOutcome:
+    """Bump the poll, remember the answer for the idempotency key, commit, count."""
+    new_ballot = outcome == "accepted"
+    status = 201 if new_ballot else 200
+    _bump_open_poll(poll_id, now, new_ballot=new_ballot)
+    body = _vote_body(poll_id, outcome, now, stored, private)
+    _remember(user_id, key, poll_id, status, body, now)
     db.session.commit()
-    VOTES.labels(outcome="changed").inc()
-    return VoteOutcome(200, body)
+    VOTES.labels(outcome=outcome).inc()
+    return VoteOutcome(status, body)
 
 
 def _replay(user_id: int, key: str, poll_id: str) -> VoteOutcome | None:
