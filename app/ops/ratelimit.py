@@ -78,10 +78,15 @@ class AppLimiter(Limiter):
     def init_app(self, app: Flask) -> None:
         super().init_app(app)
         enabled = bool(app.config.get("RATELIMIT_ENABLED", True))
+        strategy = None
+        if enabled:
+            from app.ops.ratelimit_window import one_trip_strategy
+
+            strategy = one_trip_strategy(self._storage, self._limiter)
         app.extensions[_STATE] = _AppState(
             enabled=enabled,
             storage=self._storage if enabled else None,
-            strategy=self._limiter if enabled else None,
+            strategy=strategy,
         )
 
 

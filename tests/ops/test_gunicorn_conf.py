@@ -59,3 +59,30 @@ def test_log_config_is_valid_and_uses_the_app_json_handlers(conf: dict) -> None:
         for handler in handlers:
             root.addHandler(handler)
         root.setLevel(level)
+
+
+def test_access_log_is_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch,
+                                            tmp_path: Path) -> None:
+    """The app's request line is the access log; gunicorn's would repeat it."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "prom"))
+    monkeypatch.delenv("GUNICORN_ACCESS_LOG", raising=False)
+    assert runpy.run_path(str(ROOT / "gunicorn.conf.py"))["accesslog"] is None
+    monkeypatch.setenv("GUNICORN_ACCESS_LOG", "-")
+    assert runpy.run_path(str(ROOT / "gunicorn.conf.py"))["accesslog"] == "-"
+
+
+@pytest.mark.parametrize(("accesslog", "written"), [(None, False), ("-", True)])
+def test_the_logger_writes_access_lines_only_when_asked(
+    monkeypatch: pytest.MonkeyPatch, accesslog: str | None, written: bool
+) -> None:
+    """gunicorn logs access whenever logconfig_dict is set; our logger class honours accesslog."""
+    from gunicorn.glogging import Logger
+
+    from app.ops.gunicorn_logging import AccessOptInLogger
+
+    calls: list[tuple] = []
+    monkeypatch.setattr(Logger, "access", lambda self, *args: calls.append(args))
+    logger = AccessOptInLogger.__new__(AccessOptInLogger)
+    logger.cfg = SimpleNamespace(accesslog=accesslog)
+    logger.access("resp", "req", {}, 0.001)
+    assert bool(calls) is written
