@@ -221,7 +221,8 @@ def app_env(cfg: Config, port: int | None = None, **extra: str) -> dict[str, str
         "GUNICORN_THREADS": cfg.threads,
         "CLOUDWATCH_ENABLED": "false",
         "ENVIRONMENT_NAME": "staging-local",
-        "LOG_LEVEL": "WARNING",
+        # Production's log level: one JSON request line per request, in run/logs/app-<port>.log.
+        "LOG_LEVEL": os.environ.get("STAGING_LOG_LEVEL", "INFO"),
         # One load generator on one address stands for many clients; see docs/PERFORMANCE.md.
         "RATELIMIT_DEFAULT": os.environ.get("STAGING_RATELIMIT_DEFAULT", "100000/minute"),
         "RATELIMIT_LOGIN": os.environ.get("STAGING_RATELIMIT_LOGIN", "10000/minute"),

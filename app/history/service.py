@@ -198,7 +198,7 @@ def history_engine() -> sa.Engine:
             if engine is None:
                 settings = current_app.config["SETTINGS"]
                 options = {**engine_options(settings), "pool_pre_ping": False,
-                           "pool_size": 2, "max_overflow": 2}
+                           "pool_size": 8, "max_overflow": 8}
                 connect_args = dict(options.get("connect_args", {}))
                 connect_args["options"] = (
                     connect_args.get("options", "") + " -c synchronous_commit=off"
