@@ -224,7 +224,7 @@ def app_env(cfg: Config, port: int | None = None, **extra: str) -> dict[str, str
         # Production's log level: one JSON request line per request, in run/logs/app-<port>.log.
         "LOG_LEVEL": os.environ.get("STAGING_LOG_LEVEL", "INFO"),
         # One load generator on one address stands for many clients; see docs/PERFORMANCE.md.
-        "RATELIMIT_DEFAULT": os.environ.get("STAGING_RATELIMIT_DEFAULT", "100000/minute"),
+        "RATELIMIT_DEFAULT": os.environ.get("STAGING_RATELIMIT_DEFAULT", "1000000/minute"),
         "RATELIMIT_LOGIN": os.environ.get("STAGING_RATELIMIT_LOGIN", "10000/minute"),
         "RATELIMIT_REGISTER": os.environ.get("STAGING_RATELIMIT_REGISTER", "10000/minute"),
         # Argon2 at the production cost would make the load generator's logins the bottleneck

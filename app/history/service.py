@@ -29,6 +29,7 @@ from app.db import utcnow
 from app.errors import ApiError
 from app.extensions import db
 from app.history import retry
+from app.history.group_commit import GroupCommit
 from app.history.models import ENDPOINTS, HistoryEntry
 from app.history.pagination import MAX_ID, Cursor, Page, keyset_page
 from app.ops import metrics
@@ -137,7 +138,7 @@ def _record(outcomes: Sequence[Outcome], documents: Any) -> None:
     rows: list[dict[str, Any]] = []
     try:
         rows = _rows(outcomes, documents(), settings.history_max_input_bytes)
-        insert_rows(rows)
+        _group_commit().write(rows)
     except Exception as exc:  # the answer must not depend on the history
         metrics.HISTORY_WRITE_FAILURES.inc(len(outcomes))
         log.error(
@@ -179,6 +180,20 @@ def insert_rows(rows: list[dict[str, Any]]) -> None:
         connection.execute(sa.insert(HistoryEntry.__table__), rows)
 
 
+def _group_commit() -> GroupCommit:
+    """This app's group commit (per process): concurrent requests' rows in one INSERT."""
+    extensions = current_app.extensions
+    group = extensions.get("history_group_commit")
+    if group is None:
+        with _engine_lock:
+            group = extensions.get("history_group_commit")
+            if group is None:
+                # insert_rows is looked up at each call (tests replace it to simulate outages).
+                group = extensions["history_group_commit"] = GroupCommit(
+                    lambda rows: insert_rows(rows))
+    return group
+
+
 _engine_lock = threading.Lock()
 
 
@@ -198,7 +213,9 @@ def history_engine() -> sa.Engine:
             if engine is None:
                 settings = current_app.config["SETTINGS"]
                 options = {**engine_options(settings), "pool_pre_ping": False,
-                           "pool_size": 8, "max_overflow": 8}
+                           # group commit writes one batch at a time; the retry thread may
+                           # hold a second connection
+                           "pool_size": 2, "max_overflow": 2}
                 connect_args = dict(options.get("connect_args", {}))
                 connect_args["options"] = (
                     connect_args.get("options", "") + " -c synchronous_commit=off"
