@@ -24,7 +24,7 @@ Insert = Callable[[list[Row]], None]
 
 
 class _Ticket:
-    __slots__ = ("rows", "done", "error")
+    __slots__ = ("done", "error", "rows")
 
     def __init__(self, rows: list[Row]) -> None:
         self.rows = rows
