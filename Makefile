@@ -38,12 +38,14 @@ lint: install-dev
 test: install-dev lint
 	$(BIN)/pytest
 
-## Solver parse/solve vs json.loads; history recording cost and export rate; votes/s.
-## The history and polls benchmarks use the local PostgreSQL (databases they create).
+## Solver parse/solve vs json.loads; history recording cost and export rate; votes/s; the
+## CPU of one small legacy solve, part by part. The history, polls and request-cost benchmarks
+## use the local PostgreSQL (databases they create); request cost also uses Redis (db 13).
 bench: install-dev
 	$(BIN)/python -m bench.bench_solver
 	$(BIN)/python -m bench.bench_history
 	$(BIN)/python -m bench.bench_polls
+	$(BIN)/python -m bench.bench_request_cost
 
 ## CloudFormation and Elastic Beanstalk option checks (offline).
 lint-infra: install-dev
