@@ -58,6 +58,19 @@ def alb_idle_timeout() -> int:
     return 60  # ALB default
 
 
+@pytest.mark.parametrize("path", [NGINX_CONF, ROOT / "staging" / "nginx.conf.template"])
+def test_access_logs_leave_out_query_strings(path: Path) -> None:
+    """Legacy GETs carry the problem in the query and `?api_key=` a secret: log the path only."""
+    text = "\n".join(line.split("#", 1)[0] for line in path.read_text().splitlines())
+    formats = re.findall(r"log_format\s+\w+\s+((?:'[^']*'\s*)+);", text)
+    assert formats, f"no log_format in {path.name}"
+    for fmt in formats:
+        assert "$uri" in fmt
+        for variable in ("$request ", '$request"', "$request_uri", "$args", "$query_string",
+                         "$arg_"):
+            assert variable not in fmt, f"{variable} in {path.name}'s log_format"
+
+
 def test_body_limit_matches_max_content_length() -> None:
     (value,) = directive("client_max_body_size")
     assert value == "16m"
