@@ -167,12 +167,14 @@ def _init_observability(app: Flask) -> None:
 def _register_cli(app: Flask) -> None:
     from app.auth.cli import auth_cli, users_cli
     from app.history.cli import history_cli
+    from app.ops.maintenance import maintenance_cli
     from app.solver.cli import solve_command
 
     app.cli.add_command(solve_command)
     app.cli.add_command(users_cli)
     app.cli.add_command(auth_cli)
     app.cli.add_command(history_cli)
+    app.cli.add_command(maintenance_cli)
 
 
 def _migrations_dir() -> str:

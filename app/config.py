@@ -80,6 +80,10 @@ class Settings:
     poll_stream_lifetime_seconds: int = 300
     poll_stream_heartbeat_seconds: int = 15
     poll_stream_check_interval_seconds: float = 1.0
+    poll_idempotency_retention_hours: int = 48  # a retried vote older than this votes anew
+
+    # Maintenance (the Procfile's `maintenance:` process): purges, once per interval.
+    maintenance_interval_seconds: int = 86_400
 
     # Observability.
     metrics_token: str = ""
@@ -123,7 +127,8 @@ class Settings:
         if not 0.0 <= self.fault_failure_rate <= 1.0:
             problems.append("FAULT_FAILURE_RATE must be between 0 and 1")
         for name in ("solver_max_colors", "solver_max_customers", "solver_max_pairs",
-                     "max_content_length", "db_pool_size", "solver_max_batch_items"):
+                     "max_content_length", "db_pool_size", "solver_max_batch_items",
+                     "maintenance_interval_seconds", "poll_idempotency_retention_hours"):
             if getattr(self, name) < 1:
                 problems.append(f"{name.upper()} must be at least 1")
         if self.trusted_proxy_hops < 0:

@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import defer
 
 from app.auth.models import User
+from app.batches import delete_in_batches
 from app.config import engine_options
 from app.db import utcnow
 from app.errors import ApiError
@@ -345,30 +346,13 @@ def delete_entry(user_id: int, entry_id: int) -> None:
 
 def delete_all(user_id: int) -> int:
     """Erase all of the user's entries (in batches, like the retention purge)."""
-    return _delete_in_batches(HistoryEntry.user_id == user_id, DELETE_BATCH_SIZE)
+    return delete_in_batches(HistoryEntry, HistoryEntry.user_id == user_id, DELETE_BATCH_SIZE)
 
 
 def purge(days: int, batch_size: int = DELETE_BATCH_SIZE) -> int:
     """Delete entries older than `days` days; returns how many were deleted."""
     cutoff = utcnow() - timedelta(days=days)
-    return _delete_in_batches(HistoryEntry.created_at < cutoff, batch_size)
-
-
-def _delete_in_batches(condition: sa.ColumnElement[bool], batch_size: int) -> int:
-    """Short transactions of at most `batch_size` rows, so no long lock blocks the inserts."""
-    total = 0
-    while True:
-        ids = db.session.scalars(
-            sa.select(HistoryEntry.id).where(condition).limit(batch_size)
-        ).all()
-        if not ids:
-            return total
-        db.session.execute(
-            sa.delete(HistoryEntry).where(HistoryEntry.id.in_(ids)),
-            execution_options={"synchronize_session": False},
-        )
-        db.session.commit()
-        total += len(ids)
+    return delete_in_batches(HistoryEntry, HistoryEntry.created_at < cutoff, batch_size)
 
 
 def user_by_name(username: str) -> User:

@@ -17,7 +17,7 @@ import binascii
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
@@ -25,6 +25,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.auth.models import User
+from app.batches import delete_in_batches
 from app.db import utcnow
 from app.errors import ApiError, field_error
 from app.extensions import db
@@ -230,6 +231,17 @@ class _PollNotOpen(Exception):
 
 class _BallotConflict(Exception):
     """The ballot to replace is not there (it can only vanish with its poll)."""
+
+
+def purge_idempotency_keys(hours: int, batch_size: int = 5_000) -> int:
+    """Forget the answers remembered for Idempotency-Keys older than `hours`; count them.
+
+    A client retrying later than that is treated as a new request: one ballot per voter still
+    holds, so a late retry can change a ballot (where allowed) but never add one.
+    """
+    cutoff = utcnow() - timedelta(hours=hours)
+    return delete_in_batches(VoteIdempotencyKey, VoteIdempotencyKey.created_at < cutoff,
+                             batch_size)
 
 
 def check_idempotency_key(key: str | None) -> str | None:
