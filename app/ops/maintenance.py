@@ -47,7 +47,7 @@ def run_pass() -> dict[str, Any]:
         result = {
             "skipped": False,
             "history_entries": history.purge(settings.history_retention_days),
-            "revoked_tokens": revoked,
+            "revocations": revoked,
             "expired_logins": logins,
             "idempotency_keys": polls.purge_idempotency_keys(
                 settings.poll_idempotency_retention_hours),

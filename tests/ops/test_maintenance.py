@@ -71,7 +71,7 @@ def test_a_pass_runs_every_purge_and_keeps_recent_rows(app, aged) -> None:
                                                       RevokedToken)}
     with app.app_context():
         result = maintenance.run_pass()
-    assert result == {"skipped": False, "history_entries": 1, "revoked_tokens": 1,
+    assert result == {"skipped": False, "history_entries": 1, "revocations": 1,
                       "expired_logins": 1, "idempotency_keys": 1}
     for model, count in before.items():
         assert _count(app, model) == count - 1
@@ -79,10 +79,25 @@ def test_a_pass_runs_every_purge_and_keeps_recent_rows(app, aged) -> None:
         assert maintenance.run_pass()["history_entries"] == 0  # nothing left to do
 
 
+def test_the_pass_log_line_survives_redaction(app, caplog) -> None:
+    """Its counts are named so that the secret-name redaction leaves them readable."""
+    import json
+    import logging
+
+    from app.ops.logging import RedactingJsonFormatter
+
+    with caplog.at_level(logging.INFO, logger="app.maintenance"), app.app_context():
+        maintenance.run_pass()
+    record = next(r for r in caplog.records if r.getMessage() == "maintenance pass done")
+    line = json.loads(RedactingJsonFormatter().format(record))
+    assert "[REDACTED]" not in json.dumps(line)
+    assert set(line["deleted"]) >= {"history_entries", "revocations", "idempotency_keys"}
+
+
 def test_the_cli_runs_one_pass(app, aged) -> None:
     result = app.test_cli_runner().invoke(args=["maintenance", "run"])
     assert result.exit_code == 0, result.output
-    assert ("history_entries 1, revoked_tokens 1, expired_logins 1, idempotency_keys 1 deleted"
+    assert ("history_entries 1, revocations 1, expired_logins 1, idempotency_keys 1 deleted"
             in result.output)
 
 
