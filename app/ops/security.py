@@ -7,7 +7,10 @@ treat a 301 as unhealthy.
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask, Response, redirect, request
+from flask.sessions import SessionInterface
 from flask_cors import CORS
 
 from app.config import Settings
@@ -24,7 +27,22 @@ CORS_EXPOSE_HEADERS = ["X-Request-ID", "Retry-After", "X-RateLimit-Limit",
                        "X-RateLimit-Remaining", "X-RateLimit-Reset", "Location"]
 
 
+class NoSessions(SessionInterface):
+    """The API is stateless (tokens and keys in headers): no session cookie is read or written.
+
+    Flask then gives each request its read-only `NullSession`, so a stray `session[...] = ...`
+    fails loudly instead of setting a cookie, and no request pays for opening a session.
+    """
+
+    def open_session(self, app: Flask, request: Any) -> None:
+        return None
+
+    def save_session(self, app: Flask, session: Any, response: Response) -> None:
+        """Never called for a NullSession; nothing to save."""
+
+
 def init_security(app: Flask, settings: Settings) -> None:
+    app.session_interface = NoSessions()
     if settings.is_production:
         app.before_request(redirect_to_https)
     app.after_request(add_security_headers)

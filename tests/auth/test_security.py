@@ -122,3 +122,17 @@ def test_behind_load_balancer_and_nginx_https_is_recognised(other_app):
                                        "X-Forwarded-For": "203.0.113.9, 10.0.0.5"})
     assert response.status_code == 401
     assert "Strict-Transport-Security" in response.headers
+
+
+def test_no_session_cookie_is_ever_read_or_written(app, client, register) -> None:
+    """Stateless API: a stray session write fails loudly instead of setting a cookie."""
+    from flask import session
+
+    user = register()
+    for response in (client.get("/health/live"), client.get("/api/v2/auth/me",
+                                                             headers=user["headers"])):
+        assert "Set-Cookie" not in response.headers
+    with app.test_request_context("/"):
+        assert session.get("anything") is None
+        with pytest.raises(RuntimeError, match="session is unavailable"):
+            session["user"] = 1
