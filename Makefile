@@ -86,7 +86,7 @@ clean:
 ## --- Production rehearsal on 127.0.0.1 (issue 8; see docs/PERFORMANCE.md) ---------------------
 # nginx TLS :8443 (:8080 redirects) -> two production-mode instances from the Procfile, PostgreSQL
 # database paintshop_staging (dropped, created and migrated), Redis db 14 for rate limits.
-.PHONY: staging staging-stop load faults staging-ci
+.PHONY: staging staging-stop load compare-bare faults staging-ci
 STAGING_PY = $$(test -x $(BIN)/python && echo $(BIN)/python || echo $(PYTHON))
 
 staging: install-dev
@@ -103,6 +103,12 @@ staging-stop:
 load: install-dev
 	@test -f staging/run/state.json || $(MAKE) staging
 	$(BIN)/python -m load.run
+
+## Full stack against the bare WSGI and Flask hello routes through the same TLS proxy (wrk).
+compare-bare: install-dev
+	@command -v wrk >/dev/null 2>&1 || (apt-get update && apt-get install -y wrk)
+	@test -f staging/run/state.json || $(MAKE) staging
+	$(BIN)/python -m load.compare_bare
 
 ## Fault drills under load, each with a PASS/FAIL verdict (restarts PostgreSQL once).
 faults: install-dev
