@@ -13,7 +13,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -181,21 +181,25 @@ def insert_rows(rows: list[dict[str, Any]]) -> None:
         connection.execute(sa.insert(HistoryEntry.__table__), rows)
 
 
+_create_lock = threading.Lock()
+
+
+def _per_app(name: str, create: Callable[[], Any]) -> Any:
+    """`current_app.extensions[name]`, made by `create` on first use (once, across threads)."""
+    extensions = current_app.extensions
+    value = extensions.get(name)
+    if value is None:
+        with _create_lock:
+            value = extensions.get(name)
+            if value is None:
+                value = extensions[name] = create()
+    return value
+
+
 def _group_commit() -> GroupCommit:
     """This app's group commit (per process): concurrent requests' rows in one INSERT."""
-    extensions = current_app.extensions
-    group = extensions.get("history_group_commit")
-    if group is None:
-        with _engine_lock:
-            group = extensions.get("history_group_commit")
-            if group is None:
-                # insert_rows is looked up at each call (tests replace it to simulate outages).
-                group = extensions["history_group_commit"] = GroupCommit(
-                    lambda rows: insert_rows(rows))
-    return group
-
-
-_engine_lock = threading.Lock()
+    # insert_rows is looked up at each call (tests replace it to simulate outages).
+    return _per_app("history_group_commit", lambda: GroupCommit(lambda rows: insert_rows(rows)))
 
 
 def history_engine() -> sa.Engine:
@@ -206,26 +210,20 @@ def history_engine() -> sa.Engine:
     connection the server dropped fails, invalidates the pool, and the row goes to the retry
     buffer, whose next attempt connects afresh.
     """
-    extensions = current_app.extensions
-    engine = extensions.get("history_engine")
-    if engine is None:
-        with _engine_lock:
-            engine = extensions.get("history_engine")
-            if engine is None:
-                settings = current_app.config["SETTINGS"]
-                options = {**engine_options(settings), "pool_pre_ping": False,
-                           # group commit writes one batch at a time; the retry thread may
-                           # hold a second connection
-                           "pool_size": 2, "max_overflow": 2}
-                connect_args = dict(options.get("connect_args", {}))
-                connect_args["options"] = (
-                    connect_args.get("options", "") + " -c synchronous_commit=off"
-                ).strip()
-                options["connect_args"] = connect_args
-                engine = sa.create_engine(settings.database_url, isolation_level="AUTOCOMMIT",
-                                          **options)
-                extensions["history_engine"] = engine
-    return engine
+    return _per_app("history_engine", _create_history_engine)
+
+
+def _create_history_engine() -> sa.Engine:
+    settings = current_app.config["SETTINGS"]
+    # group commit writes one batch at a time; the retry thread may hold a second connection
+    options = {**engine_options(settings), "pool_pre_ping": False,
+               "pool_size": 2, "max_overflow": 2}
+    connect_args = dict(options.get("connect_args", {}))
+    connect_args["options"] = (
+        connect_args.get("options", "") + " -c synchronous_commit=off"
+    ).strip()
+    options["connect_args"] = connect_args
+    return sa.create_engine(settings.database_url, isolation_level="AUTOCOMMIT", **options)
 
 
 def _rows(outcomes: Sequence[Outcome], documents: Sequence[Any], max_bytes: int) -> list[dict]:
