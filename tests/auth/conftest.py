@@ -14,6 +14,19 @@ from prometheus_client import REGISTRY
 
 from app.extensions import db
 
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The local Redis (db 0), or a skip when it is not running."""
+    redis = pytest.importorskip("redis")
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5).ping()
+    except redis.RedisError:
+        pytest.skip("Redis at 127.0.0.1:6379 is not reachable")
+    return REDIS_URL
+
 
 @pytest.fixture
 def other_app(make_app: Callable[..., Flask]) -> Iterator[Callable[..., Flask]]:

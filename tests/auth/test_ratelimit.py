@@ -6,14 +6,11 @@ from __future__ import annotations
 import time
 import uuid
 
-import pytest
-
 from tests.auth.conftest import metric
 from tests.conftest import PASSWORD
 
 ME = "/api/v2/auth/me"
 LOGIN = "/api/v2/auth/login"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def _statuses(client, n, path=ME, **kwargs):
@@ -155,15 +152,6 @@ def test_disabled_limits_stay_off_beside_enabled_apps(limited_app, client):
     limited_app(RATELIMIT_DEFAULT="1/minute")
     assert _statuses(client, 3) == [401, 401, 401]
 
-
-@pytest.fixture
-def redis_url() -> str:
-    redis = pytest.importorskip("redis")
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5).ping()
-    except redis.RedisError:
-        pytest.skip("Redis at 127.0.0.1:6379 is not reachable")
-    return REDIS_URL
 
 
 def test_two_instances_share_one_limit_in_redis(limited_app, redis_url):

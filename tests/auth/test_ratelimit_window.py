@@ -13,18 +13,8 @@ from limits.strategies import FixedWindowRateLimiter
 from app.extensions import limiter
 from app.ops.ratelimit_window import OneTripFixedWindow
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 SOLVE = "/v1/?input=" + '{"colors":1,"customers":1,"demands":[[1,1,0]]}'
 
-
-@pytest.fixture
-def redis_url() -> str:
-    redis = pytest.importorskip("redis")
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5).ping()
-    except redis.RedisError:
-        pytest.skip("Redis at 127.0.0.1:6379 is not reachable")
-    return REDIS_URL
 
 
 @pytest.fixture
