@@ -388,7 +388,10 @@ def _header_int(number: int, token: str, what: str) -> int:
     return value
 
 
-def parse_codejam(text: str | bytes, limits: Limits) -> list[Problem | ProblemFormatError]:
+def parse_codejam(
+    text: str | bytes, limits: Limits, max_cases: int | None = None
+) -> list[Problem | ProblemFormatError]:
+    """Every case of a Code Jam file; more than `max_cases` cases is a 413 before any is read."""
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
@@ -401,6 +404,10 @@ def parse_codejam(text: str | bytes, limits: Limits) -> list[Problem | ProblemFo
     count = _header_int(number, tokens[0], "the number of cases")
     if count < 1:
         raise _fail(f"/line/{number}", "the number of cases must be at least 1")
+    if max_cases is not None and count > max_cases:
+        raise _too_large(
+            f"/line/{number}", "number of cases", count, max_cases, "SOLVER_MAX_BATCH_ITEMS"
+        )
     if count > limits.max_customers:
         raise _too_large(
             f"/line/{number}",

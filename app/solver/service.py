@@ -91,9 +91,14 @@ def solve_batch_documents(items: list[Any]) -> list[Outcome]:
 
 
 def solve_codejam_text(text: str, endpoint: str = "batch") -> list[Outcome]:
-    """A Code Jam file; a structural error of the whole file raises ProblemFormatError."""
+    """A Code Jam file; a structural error of the whole file raises ProblemFormatError.
+
+    Over HTTP a file holds at most SOLVER_MAX_BATCH_ITEMS cases, like a JSON batch; `flask solve`
+    (the operator's own file) is not bounded by it.
+    """
+    max_cases = None if endpoint == "cli" else current_settings().solver_max_batch_items
     outcomes = []
-    for parsed in formats.parse_codejam(text, limits()):
+    for parsed in formats.parse_codejam(text, limits(), max_cases):
         if isinstance(parsed, formats.ProblemFormatError):
             outcomes.append(_attempt(endpoint, _raiser(parsed)))
         else:

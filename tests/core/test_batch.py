@@ -37,17 +37,43 @@ def test_empty_batch_is_422(client, auth_headers):
     assert client.post("/api/v2/solve/batch", json=[], headers=auth_headers).status_code == 422
 
 
-def test_batch_over_item_limit_is_413(make_app):
-    app = make_app(SOLVER_MAX_BATCH_ITEMS=2)
-    client = app.test_client()
+def _limited_client(make_app, username: str):
+    client = make_app(SOLVER_MAX_BATCH_ITEMS=2).test_client()
     client.post("/api/v2/auth/register",
-                json={"username": "batcher", "password": "a long enough password"})
+                json={"username": username, "password": "a long enough password"})
     token = client.post("/api/v2/auth/login", json={
-        "username": "batcher", "password": "a long enough password"}).get_json()["access_token"]
-    response = client.post("/api/v2/solve/batch", json=[GOOD] * 3,
-                           headers={"Authorization": f"Bearer {token}"})
+        "username": username, "password": "a long enough password"}).get_json()["access_token"]
+    return client, {"Authorization": f"Bearer {token}"}
+
+
+def test_batch_over_item_limit_is_413(make_app):
+    client, headers = _limited_client(make_app, "batcher")
+    response = client.post("/api/v2/solve/batch", json=[GOOD] * 3, headers=headers)
     assert response.status_code == 413
     assert response.get_json()["limit"] == "SOLVER_MAX_BATCH_ITEMS"
+
+
+def test_codejam_batch_over_item_limit_is_413_before_solving(make_app):
+    client, headers = _limited_client(make_app, "textbatcher")
+    text = "3\n1 1\n1 1 1\n1 1\n1 1 1\n1 1\n1 1 1\n"
+    response = client.post("/api/v2/solve/batch", data=text, content_type="text/plain",
+                           headers=headers)
+    assert response.status_code == 413
+    body = response.get_json()
+    assert body["limit"] == "SOLVER_MAX_BATCH_ITEMS"
+    assert body["errors"][0]["pointer"] == "/line/1"
+    assert "3 exceeds the limit of 2" in body["detail"]
+    history = client.get("/api/v2/history", headers=headers).get_json()
+    assert history["items"] == []  # nothing was solved, so nothing was recorded
+
+
+def test_codejam_batch_at_item_limit_is_solved(make_app):
+    client, headers = _limited_client(make_app, "textbatcher2")
+    text = "2\n1 1\n1 1 1\n1 1\n1 1 0\n"
+    response = client.post("/api/v2/solve/batch", data=text, content_type="text/plain",
+                           headers=headers)
+    assert response.status_code == 200
+    assert response.data == b"Case #1: 1\nCase #2: 0\n"
 
 
 def test_batch_needs_credentials(client):
