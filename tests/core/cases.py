@@ -1,4 +1,8 @@
-"""The legacy cases shipped in shared/legacy-cases, as (legacy JSON document, expected answer)."""
+"""The known legacy cases (tests/fixtures/legacy), as (legacy JSON document, expected answer).
+
+`cases.in.txt` is a Code Jam text file (the case count, then per case N, M and M demand lines);
+`cases.out.txt` holds the exact answers old clients expect, one `Case #i: ...` line each.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from pathlib import Path
 
 from app.solver import formats
 
-CASES_DIR = Path(__file__).resolve().parents[3] / "shared" / "legacy-cases"
+CASES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "legacy"
 
 
 def legacy_cases() -> list[tuple[dict, str]]:

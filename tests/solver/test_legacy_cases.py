@@ -1,10 +1,6 @@
-"""The known legacy inputs and answers in shared/legacy-cases must keep their exact answers."""
+"""The known legacy inputs and answers (tests/fixtures/legacy) must keep their exact answers."""
 
 from __future__ import annotations
-
-from pathlib import Path
-
-import pytest
 
 from app.solver.engine import Problem, solve
 from app.solver.formats import (
@@ -17,16 +13,13 @@ from app.solver.formats import (
     parse_legacy_json,
     problem_to_legacy,
 )
+from tests.core.cases import CASES_DIR
 
-CASES = Path(__file__).resolve().parents[3] / "shared" / "legacy-cases"
 LIMITS = Limits()
 
 
 def read(name: str) -> str:
-    path = CASES / name
-    if not path.exists():
-        pytest.skip(f"shared legacy cases not found at {CASES}")
-    return path.read_text()
+    return (CASES_DIR / name).read_text()
 
 
 def problems() -> list[Problem]:
