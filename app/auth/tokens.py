@@ -11,13 +11,15 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, bindparam, delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import make_transient_to_detached
 
 from app.auth.errors import unauthorized
 from app.auth.models import RevokedToken, TokenFamily, User
@@ -48,20 +50,60 @@ def issue_tokens(user: User, family_id: str | None = None) -> dict[str, Any]:
     }
 
 
-def is_revoked(payload: Mapping[str, Any]) -> bool:
-    """The blocklist check for every token; a revoked refresh token presented again is reuse."""
+# One indexed query answers "who is this?" and "is this token, or its login, revoked?": the
+# user by primary key, the login (token family) by primary key, the token by its unique jti.
+# Nothing is cached, so a revocation counts from the very next request on every instance.
+_TOKEN_CHECK = (
+    select(User.id, User.username, User.role, User.created_at, User.updated_at,
+           exists().where(RevokedToken.jti == bindparam("jti")).label("token_revoked"),
+           TokenFamily.id.label("family_id"), TokenFamily.revoked_at.label("family_revoked_at"))
+    .select_from(User)
+    .outerjoin(TokenFamily, and_(TokenFamily.id == bindparam("family_id"),
+                                 TokenFamily.user_id == User.id))
+    .where(User.id == bindparam("user_id"))
+)
+
+
+@dataclass(frozen=True)
+class TokenCheck:
+    """The outcome of `check_token`: the token's user (None if gone) and whether it is revoked."""
+
+    user: User | None
+    revoked: bool
+
+
+def check_token(payload: Mapping[str, Any]) -> TokenCheck:
+    """The blocklist check and the user lookup of a verified token, in one round trip.
+
+    Revoked: the token itself (logout, rotation) or its login (logout, refresh reuse); a revoked
+    refresh token presented again is reuse and revokes its whole login.
+    """
+    user_id = _user_id(payload)
+    if user_id is None:
+        return TokenCheck(None, False)
     family_id = payload.get(FAMILY_CLAIM)
-    revoked = db.session.scalar(
-        select(RevokedToken.id).where(RevokedToken.jti == str(payload.get("jti")))
-    )
-    if revoked is not None:
+    row = db.session.execute(_TOKEN_CHECK, {
+        "jti": str(payload.get("jti")), "family_id": str(family_id) if family_id else None,
+        "user_id": user_id,
+    }).one_or_none()
+    if row is None:
+        return TokenCheck(None, False)  # "account no longer exists"
+    if row.token_revoked:
         if payload.get("type") == "refresh" and family_id:
             _reuse_detected(str(family_id), payload)
-        return True
-    if family_id is None:
-        return False
-    family = db.session.get(TokenFamily, str(family_id))
-    return family is None or family.revoked_at is not None
+        return TokenCheck(None, True)
+    if family_id is not None and (row.family_id is None or row.family_revoked_at is not None):
+        return TokenCheck(None, True)
+    return TokenCheck(_detached_user(row), False)
+
+
+def _detached_user(row: Any) -> User:
+    """A User from the row without an ORM load: detached, so a commit does not expire it (no
+    reload after the view's commit); adding it to a session makes it persistent, not new."""
+    user = User(id=row.id, username=row.username, role=row.role, created_at=row.created_at,
+                updated_at=row.updated_at)
+    make_transient_to_detached(user)
+    return user
 
 
 def rotate(payload: Mapping[str, Any], user: User) -> dict[str, Any]:

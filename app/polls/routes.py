@@ -6,7 +6,7 @@ from flask import Response, jsonify, request
 from flask_smorest import Blueprint
 
 from app.auth.decorators import SECURITY, auth_required, current_user
-from app.polls import service, stream
+from app.polls import reports, service, stream, votes
 from app.polls.schemas import (
     PollCreateSchema,
     PollListQuerySchema,
@@ -108,7 +108,7 @@ def close_poll(poll_id):
 @bp.doc(security=SECURITY, parameters=[IDEMPOTENCY_HEADER])
 def cast_vote(body, poll_id):
     """Vote once; private polls store only the randomized choice and never echo it."""
-    outcome = service.cast_vote(poll_id, current_user(), body["choices"],
+    outcome = votes.cast_vote(poll_id, current_user(), body["choices"],
                                 request.headers.get("Idempotency-Key"))
     response = jsonify(outcome.body)
     response.status_code = outcome.status
@@ -126,7 +126,7 @@ def cast_vote(body, poll_id):
 @bp.doc(security=SECURITY)
 def get_report(poll_id):
     """Shares with 95% intervals and the leader's significance (estimates for private polls)."""
-    return jsonify(service.build_report(service.visible_report_poll(poll_id, current_user())))
+    return jsonify(reports.build_report(reports.visible_report_poll(poll_id, current_user())))
 
 
 @bp.get("/<poll_id>/report/stream")
@@ -138,7 +138,7 @@ def get_report(poll_id):
 @bp.doc(security=SECURITY, responses=SSE_RESPONSE)
 def stream_report(poll_id) -> Response:
     """Live report as server-sent events."""
-    poll = service.visible_report_poll(poll_id, current_user())
-    first = service.build_report(poll)
-    service.end_read()  # hold no connection while the stream lives
+    poll = reports.visible_report_poll(poll_id, current_user())
+    first = reports.build_report(poll)
+    reports.end_read()  # hold no connection while the stream lives
     return stream.open_stream(poll_id, first)

@@ -137,23 +137,30 @@ class PrivacyOutSchema(ma.Schema):
 
 
 class PollSchema(ma.Schema):
-    id = ma.fields.String()
+    """Dumps a `PollView` (app.polls.service): the poll's columns plus what the viewer may see."""
+
+    id = ma.fields.String(attribute="poll.id")
     owner = ma.fields.String(metadata={"description": "the owner's username"})
-    question = ma.fields.String()
-    options = ma.fields.List(ma.fields.String())
-    max_choices = ma.fields.Integer()
-    allow_vote_change = ma.fields.Boolean()
-    results = ma.fields.String(metadata={"enum": [RESULTS_PUBLIC, RESULTS_AFTER_CLOSE]})
+    question = ma.fields.String(attribute="poll.question")
+    options = ma.fields.List(ma.fields.String(), attribute="poll.options")
+    max_choices = ma.fields.Integer(attribute="poll.max_choices")
+    allow_vote_change = ma.fields.Boolean(attribute="poll.allow_vote_change")
+    results = ma.fields.String(attribute="poll.results",
+                               metadata={"enum": [RESULTS_PUBLIC, RESULTS_AFTER_CLOSE]})
     privacy = ma.fields.Nested(PrivacyOutSchema, allow_none=True)
-    restricted = ma.fields.Boolean(metadata={"description": "only listed voters may vote"})
+    restricted = ma.fields.Boolean(attribute="poll.restricted",
+                                   metadata={"description": "only listed voters may vote"})
     voters = ma.fields.List(ma.fields.String(), allow_none=True,
                             metadata={"description": "shown to the owner and admins only"})
     status = ma.fields.String(metadata={"enum": ["scheduled", "open", "closed"]})
-    opens_at = ma.fields.AwareDateTime()
-    closes_at = ma.fields.AwareDateTime(allow_none=True)
-    closed_at = ma.fields.AwareDateTime(allow_none=True)
-    created_at = ma.fields.AwareDateTime()
-    version = ma.fields.Integer(metadata={"description": "bumped on every tally change"})
+    opens_at = ma.fields.AwareDateTime(attribute="poll.opens_at")
+    closes_at = ma.fields.AwareDateTime(attribute="poll.closes_at", allow_none=True)
+    closed_at = ma.fields.AwareDateTime(attribute="poll.closed_at", allow_none=True)
+    created_at = ma.fields.AwareDateTime(attribute="poll.created_at")
+    version = ma.fields.Integer(
+        allow_none=True,
+        metadata={"description": "bumped on every tally change; null while the results are "
+                                 "hidden from the viewer (it would count the votes)"})
 
 
 class PollPageSchema(ma.Schema):

@@ -19,7 +19,7 @@ from typing import Any
 from flask import Response, current_app, stream_with_context
 
 from app.errors import ApiError
-from app.polls import service
+from app.polls import reports
 
 RECONNECT_MS = 2000
 _slots_lock = threading.Lock()
@@ -96,8 +96,8 @@ def _events(poll_id: str, report: dict[str, Any], settings: Any,
                 break
             if now >= next_check:
                 next_check = now + check
-                current = service.poll_version(poll_id)
-                snapshot = service.report_snapshot(poll_id) if current != version else report
+                current = reports.poll_version(poll_id)
+                snapshot = reports.report_snapshot(poll_id) if current != version else report
                 if current is None or snapshot is None:
                     yield format_event("deleted", {"poll_id": poll_id})
                     return

@@ -11,9 +11,10 @@ import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.polls import service
+from app.polls import reports, service
 from app.polls.models import Ballot
 from tests.polls.conftest import vote
+from tests.polls.helpers import tally_mismatches
 
 
 def _run_together(app, jobs: list) -> list[Any]:
@@ -75,12 +76,12 @@ def _storm(app, register, make_poll, users: int) -> None:
 
     with app.app_context():
         for poll_id in (once, changeable):
-            assert service.tally_mismatches(poll_id) == []
+            assert tally_mismatches(poll_id) == []
             per_voter = _ballots_per_voter(app, poll_id)
             assert sorted(per_voter) == sorted(v["id"] for v in voters)
             assert set(per_voter.values()) == {1}
             poll = service.get_poll(poll_id)
-            assert service.build_report(poll)["total_ballots"] == users
+            assert reports.build_report(poll)["total_ballots"] == users
 
     # Exactly one non-replayed 201 per voter and poll: every accepted vote counted once.
     fresh = Counter(poll_id for poll_id, status, _, headers in responses
@@ -117,7 +118,7 @@ def test_votes_racing_a_close_are_either_counted_or_refused(app, register, make_
     assert statuses[-1] == 200
     assert set(statuses[:-1]) <= {201, 409}
     with app.app_context():
-        assert service.tally_mismatches(poll_id) == []
+        assert tally_mismatches(poll_id) == []
         assert service.get_poll(poll_id).ballot_count == statuses[:-1].count(201)
 
 

@@ -10,17 +10,18 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.ops.metrics import VOTES
-from app.polls import service
+from app.polls import reports, service, votes
 from app.polls.models import Ballot
 from tests.polls.conftest import vote
+from tests.polls.helpers import tally_mismatches
 
 
 def _tallies(client, poll_id: str) -> list[int]:
     with client.application.app_context():
-        assert service.tally_mismatches(poll_id) == []
+        assert tally_mismatches(poll_id) == []
         poll = service.get_poll(poll_id)
         return [o.get("votes", o.get("observed_votes"))
-                for o in service.build_report(poll)["options"]]
+                for o in reports.build_report(poll)["options"]]
 
 
 def test_first_vote_is_201_and_counted(client, make_poll, voter) -> None:
@@ -111,7 +112,7 @@ def test_vote_after_closing_is_409(client, make_poll, owner, voter) -> None:
 def test_vote_after_closes_at_is_409(client, make_poll, voter, monkeypatch) -> None:
     poll = make_poll(closes_at=(datetime.now(UTC) + timedelta(minutes=5)).isoformat())
     later = datetime.now(UTC) + timedelta(minutes=10)
-    monkeypatch.setattr(service, "utcnow", lambda: later)
+    monkeypatch.setattr(votes, "utcnow", lambda: later)
     assert vote(client, poll["id"], voter["headers"], [0]).status_code == 409
 
 
@@ -174,7 +175,7 @@ def test_private_votes_store_randomized_choices(client, make_poll, register, mon
         def randrange(self, k: int) -> int:
             return 0
 
-    monkeypatch.setattr(service, "_rng", Liar())
+    monkeypatch.setattr(votes, "_rng", Liar())
     poll = make_poll(options=["glossy", "matte", "satin"], privacy=PRIVATE)
     vote(client, poll["id"], register()["headers"], [2])
     with client.application.app_context():
@@ -185,7 +186,7 @@ def test_private_votes_store_randomized_choices(client, make_poll, register, mon
 def test_private_polls_use_a_system_random_generator() -> None:
     import secrets
 
-    assert isinstance(service._rng, secrets.SystemRandom)
+    assert isinstance(votes._rng, secrets.SystemRandom)
 
 
 def test_one_ballot_row_per_voter(client, make_poll, voter) -> None:
@@ -213,5 +214,5 @@ def test_the_consistency_check_notices_a_tampered_tally(client, make_poll, voter
     with client.application.app_context():
         db.session.execute(update(PollTally).where(PollTally.option_index == 1).values(votes=5))
         db.session.commit()
-        assert service.tally_mismatches(poll["id"]) == ["option 1: tally 5 != ballots 0"]
+        assert tally_mismatches(poll["id"]) == ["option 1: tally 5 != ballots 0"]
 

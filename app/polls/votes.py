@@ -1,0 +1,342 @@
+"""The vote path: one statement plus its commit on PostgreSQL.
+
+Exactly-once by construction: the ballot INSERT meets UNIQUE(poll_id, voter_id) and the
+`Idempotency-Key` row UNIQUE(user_id, key), in the transaction that changes the tallies, so a lost
+race changes nothing (ON CONFLICT DO NOTHING, then a rollback), never counts twice.
+
+Lock order, the same in every vote: (1) the voter's ballot row, (2) the tally rows by ascending
+option, (3) the poll row (the version bump, guarded by "still open", which also settles a race
+with a close), (4) the Idempotency-Key row. The poll row is the hottest lock, so it comes last
+and is held only from the bump to the commit; votes on different polls share no row, so they
+never wait for each other. Closing updates only the poll row; deleting locks the poll row first
+and so waits for votes in flight (their ballot INSERT's foreign key check waits on it too).
+
+PostgreSQL runs the whole transaction as `poll_cast_vote()` (migration 0006): BEGIN, that one
+SELECT, COMMIT. SQLite runs the same steps as separate Core statements, the first write taking
+the database's write lock before anything is read inside the transaction.
+
+What Python must know before the statement (option labels and count, max_choices, the privacy
+probability) never changes after a poll is created, so each process keeps it per poll id
+(`PollDefinition`); the statement checks the poll's `created_at` so a poll deleted and created
+again under the same id is never judged by a stale definition ('stale': reload, retry once).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import JSON, bindparam, func, or_, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+
+from app.auth.models import User
+from app.db import utcnow
+from app.errors import ApiError, field_error
+from app.extensions import db
+from app.ops.metrics import VOTES
+from app.polls import stats
+from app.polls.models import Ballot, Poll, PollTally, PollVoter, VoteIdempotencyKey
+
+MAX_IDEMPOTENCY_KEY = 200
+DEFINITIONS_PER_PROCESS = 10_000
+_rng = secrets.SystemRandom()
+_definitions_lock = threading.Lock()
+SUCCESS = ("accepted", "changed")
+
+
+@dataclass(frozen=True)
+class VoteOutcome:
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class PollDefinition:
+    """The parts of a poll that never change after creation (safe to keep per process)."""
+
+    id: str
+    created_at: datetime
+    options: tuple[str, ...]
+    max_choices: int
+    truth_probability: float | None
+
+
+@dataclass(frozen=True)
+class _Result:
+    outcome: str
+    status: int | None = None
+    body: dict[str, Any] | None = None
+    key_poll_id: str | None = None
+
+
+def cast_vote(poll_id: str, user: User, raw_choices: list[int | str],
+              key: str | None) -> VoteOutcome:
+    """Record the caller's ballot (or replace it when allowed); see the module docstring."""
+    key = check_idempotency_key(key)
+    user_id, username = user.id, user.username
+    for attempt in (1, 2):
+        definition = poll_definition(poll_id)
+        try:
+            chosen = resolve_choices(definition, raw_choices)
+        except ApiError:
+            VOTES.labels(outcome="rejected").inc()
+            raise
+        p = definition.truth_probability
+        # For private polls the true choice lives only in this frame; the randomized one is stored.
+        k = len(definition.options)
+        stored = chosen if p is None else [stats.randomize_choice(chosen[0], k, p, _rng)]
+        del chosen
+        now = utcnow()
+        bodies = {status: _vote_body(poll_id, status, now, stored, p is not None)
+                  for status in SUCCESS}
+        try:
+            result = _run(definition, user_id, username, stored, now, key, bodies)
+        except IntegrityError:  # the poll was deleted under our feet (ballot foreign key)
+            db.session.rollback()
+            result = _Result("stale")
+        if result.outcome in SUCCESS:
+            db.session.commit()
+            VOTES.labels(outcome=result.outcome).inc()
+            return VoteOutcome(result.status or 0, result.body or {})
+        db.session.rollback()
+        if result.outcome == "stale":
+            _forget_definition(poll_id)
+            if attempt == 1:
+                continue
+            raise ApiError(404, "no such poll", slug="not-found")
+        return _refusal(result, poll_id, user_id, key)
+    raise AssertionError("unreachable")
+
+
+def _refusal(result: _Result, poll_id: str, user_id: int, key: str | None) -> VoteOutcome:
+    """The answer for every outcome that changed nothing (after the rollback)."""
+    if result.outcome == "replay":
+        return _replayed(result, poll_id)
+    if key is not None and result.outcome in ("key_race", "conflict", "duplicate"):
+        replay = _replay(user_id, key)  # a concurrent request with the same key won
+        if replay is not None:
+            return _replayed(replay, poll_id)
+    if result.outcome == "duplicate":
+        VOTES.labels(outcome="duplicate").inc()
+        raise ApiError(409, "you have already voted in this poll", slug="already-voted")
+    VOTES.labels(outcome="rejected").inc()
+    if result.outcome == "not_a_voter":
+        raise ApiError(403, "you are not among this poll's voters", slug="not-a-voter")
+    if result.outcome == "not_open":
+        poll = db.session.get(Poll, poll_id)
+        if poll is None:
+            raise ApiError(404, "no such poll", slug="not-found")
+        check_open(poll, utcnow())
+        raise ApiError(409, "the poll is not open", slug="poll-closed")
+    raise ApiError(409, "a concurrent request changed this ballot; retry",
+                   slug="vote-conflict", headers={"Retry-After": "1"})
+
+
+def _replayed(result: _Result, poll_id: str) -> VoteOutcome:
+    if result.key_poll_id != poll_id:
+        VOTES.labels(outcome="rejected").inc()
+        raise ApiError(422, "this Idempotency-Key was already used for another poll",
+                       slug="idempotency-key-reused",
+                       errors=[field_error("header:/Idempotency-Key", "used for another poll")])
+    VOTES.labels(outcome="duplicate").inc()
+    return VoteOutcome(result.status or 0, result.body or {}, replayed=True)
+
+
+def check_idempotency_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or not key.isascii() or not key.isprintable():
+        raise ApiError(422, "Idempotency-Key must be 1 to 200 printable ASCII characters",
+                       slug="invalid-idempotency-key",
+                       errors=[field_error("header:/Idempotency-Key", "invalid")])
+    return key
+
+
+def check_open(poll: Poll, now: datetime) -> None:
+    if poll.is_closed(now):
+        raise ApiError(409, "the poll is closed", slug="poll-closed")
+    if poll.opens_at > now:
+        raise ApiError(409, f"the poll opens at {poll.opens_at.isoformat()}",
+                       slug="poll-not-open", extra={"opens_at": poll.opens_at.isoformat()})
+
+
+def resolve_choices(poll: PollDefinition | Poll, raw: list[int | str]) -> list[int]:
+    """Option indices (sorted) for indices or labels; 422 naming each bad entry."""
+    labels = {label: i for i, label in enumerate(poll.options)}
+    errors, seen = [], set()
+    for position, choice in enumerate(raw):
+        index = labels.get(choice) if isinstance(choice, str) else choice
+        if index is None or not 0 <= index < len(poll.options):
+            errors.append(field_error(f"/choices/{position}", "unknown option"))
+        elif index in seen:
+            errors.append(field_error(f"/choices/{position}", "duplicate choice"))
+        else:
+            seen.add(index)
+    if len(raw) > poll.max_choices:
+        errors.append(field_error("/choices", f"at most {poll.max_choices} choice(s)"))
+    if errors:
+        raise ApiError(422, "the choices are not valid for this poll", slug="invalid-vote",
+                       errors=errors)
+    return sorted(seen)
+
+
+# --- poll definitions, kept per process ----------------------------------------------------------
+
+def poll_definition(poll_id: str) -> PollDefinition:
+    """The poll's immutable parts: from this process's memory, else one indexed read (404)."""
+    cache = _definitions()
+    definition = cache.get(poll_id)
+    if definition is not None:
+        return definition
+    row = db.session.execute(
+        select(Poll.created_at, Poll.options, Poll.max_choices, Poll.truth_probability)
+        .where(Poll.id == poll_id)
+    ).one_or_none()
+    if row is None:
+        raise ApiError(404, "no such poll", slug="not-found")
+    definition = PollDefinition(poll_id, row.created_at, tuple(row.options), row.max_choices,
+                                row.truth_probability)
+    with _definitions_lock:
+        cache[poll_id] = definition
+        while len(cache) > DEFINITIONS_PER_PROCESS:
+            cache.popitem(last=False)
+    return definition
+
+
+def _definitions() -> OrderedDict[str, PollDefinition]:
+    extensions = current_app.extensions
+    cache = extensions.get("poll_definitions")
+    if cache is None:
+        with _definitions_lock:
+            cache = extensions.setdefault("poll_definitions", OrderedDict())
+    return cache
+
+
+def _forget_definition(poll_id: str) -> None:
+    with _definitions_lock:
+        _definitions().pop(poll_id, None)
+
+
+# --- the transaction ---------------------------------------------------------------------------
+
+def _vote_body(poll_id: str, status: str, now: datetime, stored: list[int],
+               private: bool) -> dict[str, Any]:
+    return {
+        "poll_id": poll_id,
+        "status": status,
+        "voted_at": now.isoformat(),
+        "choices": None if private else stored,
+        "private": private,
+    }
+
+
+_CAST_VOTE = select(
+    func.poll_cast_vote(
+        bindparam("poll_id"), bindparam("created_at"), bindparam("voter_id"),
+        bindparam("username"), bindparam("choices", type_=JSON), bindparam("now"),
+        bindparam("key"), bindparam("accepted", type_=JSON), bindparam("changed", type_=JSON),
+    ).table_valued("o_outcome", "o_status", "o_body", "o_key_poll_id")
+)
+
+
+def _run(definition: PollDefinition, user_id: int, username: str, stored: list[int],
+         now: datetime, key: str | None, bodies: dict[str, dict[str, Any]]) -> _Result:
+    if db.session.get_bind().dialect.name == "postgresql":
+        row = db.session.execute(_CAST_VOTE, {
+            "poll_id": definition.id, "created_at": definition.created_at, "voter_id": user_id,
+            "username": username, "choices": stored, "now": now, "key": key,
+            "accepted": bodies["accepted"], "changed": bodies["changed"],
+        }).one()
+        return _Result(*row)
+    return _run_statements(definition, user_id, username, stored, now, key, bodies)
+
+
+def _run_statements(definition: PollDefinition, user_id: int, username: str,
+                    stored: list[int], now: datetime, key: str | None,
+                    bodies: dict[str, dict[str, Any]]) -> _Result:
+    """`poll_cast_vote()` step by step (SQLite): the same checks, order and outcomes."""
+    poll_id = definition.id
+    if key is not None and (replay := _replay(user_id, key)) is not None:
+        return replay
+    poll = db.session.execute(
+        select(Poll.created_at, Poll.allow_vote_change, Poll.restricted, Poll.closed_at,
+               Poll.opens_at, Poll.closes_at).where(Poll.id == poll_id)
+    ).one_or_none()
+    if poll is None or poll.created_at != definition.created_at:
+        return _Result("stale")
+    if poll.restricted and db.session.scalar(select(PollVoter.username).where(
+            PollVoter.poll_id == poll_id, PollVoter.username == username)) is None:
+        return _Result("not_a_voter")
+    if (poll.closed_at is not None or poll.opens_at > now
+            or (poll.closes_at is not None and poll.closes_at <= now)):
+        return _Result("not_open")
+    # 1. The ballot: the first write, so it takes SQLite's write lock.
+    inserted = db.session.execute(
+        sqlite_insert(Ballot).values(poll_id=poll_id, voter_id=user_id, choices=stored,
+                                     created_at=now, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["poll_id", "voter_id"])
+    ).rowcount == 1
+    old: list[int] = []
+    if not inserted:
+        if key is not None and (replay := _replay(user_id, key)) is not None:
+            return replay
+        if not poll.allow_vote_change:
+            return _Result("duplicate")
+        mine = (Ballot.poll_id == poll_id, Ballot.voter_id == user_id)
+        row = db.session.execute(select(Ballot.id, Ballot.choices).where(*mine)).one_or_none()
+        if row is None:
+            return _Result("conflict")
+        old = row.choices
+        db.session.execute(update(Ballot).where(Ballot.id == row.id)
+                           .values(choices=stored, updated_at=now))
+    # 2. The tallies, ascending.
+    deltas: dict[int, int] = {}
+    for index in old:
+        deltas[index] = deltas.get(index, 0) - 1
+    for index in stored:
+        deltas[index] = deltas.get(index, 0) + 1
+    for index in sorted(deltas):
+        if deltas[index]:
+            db.session.execute(
+                update(PollTally)
+                .where(PollTally.poll_id == poll_id, PollTally.option_index == index)
+                .values(votes=PollTally.votes + deltas[index])
+            )
+    # 3. The poll, only while open.
+    bumped = db.session.execute(
+        update(Poll)
+        .where(Poll.id == poll_id, Poll.closed_at.is_(None), Poll.opens_at <= now,
+               or_(Poll.closes_at.is_(None), Poll.closes_at > now))
+        .values(version=Poll.version + 1, ballot_count=Poll.ballot_count + int(inserted))
+    ).rowcount
+    if bumped != 1:
+        return _Result("not_open")
+    outcome = "accepted" if inserted else "changed"
+    status, body = (201 if inserted else 200), bodies[outcome]
+    if key is not None:
+        remembered = db.session.execute(
+            sqlite_insert(VoteIdempotencyKey)
+            .values(user_id=user_id, key=key, poll_id=poll_id, status=status, body=body,
+                    created_at=now)
+            .on_conflict_do_nothing(index_elements=["user_id", "key"])
+        ).rowcount
+        if remembered != 1:
+            return _Result("key_race")
+    return _Result(outcome, status, body)
+
+
+def _replay(user_id: int, key: str) -> _Result | None:
+    row = db.session.execute(
+        select(VoteIdempotencyKey.poll_id, VoteIdempotencyKey.status, VoteIdempotencyKey.body)
+        .where(VoteIdempotencyKey.user_id == user_id, VoteIdempotencyKey.key == key)
+    ).one_or_none()
+    if row is None:
+        return None
+    return _Result("replay", row.status, row.body, row.poll_id)
