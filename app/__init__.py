@@ -80,15 +80,16 @@ def _init_security(app: Flask, settings: Settings) -> None:
 
 
 def _init_extensions(app: Flask) -> None:
+    from app.auth.identity import identity_key
     from app.auth.jwt_handlers import register_jwt_handlers
     from app.extensions import api, db, jwt, migrate
-    from app.ops.ratelimit import init_rate_limits
+    from app.ops.ratelimit import limiter
 
     db.init_app(app)
     migrate.init_app(app, db, directory=_migrations_dir(), compare_type=True)
     jwt.init_app(app)
     register_jwt_handlers(jwt)
-    init_rate_limits(app)
+    limiter.init_app(app, identity_key)  # general limit per API key, user or address
     api.init_app(app, spec_kwargs={"servers": [{"url": "/"}]})
     _import_models()
 

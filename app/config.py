@@ -13,6 +13,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from limits import parse as parse_limit
+
 ENVIRONMENTS = ("development", "test", "production")
 MIN_SECRET_BYTES = 32
 DEV_SECRET = "dev-only-insecure-secret-key-do-not-use-in-production"  # noqa: S105
@@ -66,6 +68,21 @@ class Settings:
     ratelimit_login: str = "10/minute"
     ratelimit_register: str = "5/minute"
     ratelimit_storage_uri: str = "memory://"
+    # Login failures (app/auth/service.py): per (username, address), and per username from
+    # addresses that never logged in to that account; a known address is remembered this long.
+    ratelimit_login_failures: str = "5 per 15 minutes"
+    ratelimit_login_username_failures: str = "30 per hour"
+    ratelimit_known_address_days: int = 90
+    # The general limit is pushed to the store every SYNC_INTERVAL_MS, or as soon as a worker
+    # holds BATCH_FRACTION x limit unconfirmed answers of one identity (ops/ratelimit_window.py).
+    ratelimit_sync_interval_ms: int = 100
+    ratelimit_batch_fraction: float = 0.05
+    ratelimit_redis_timeout_ms: int = 50
+    ratelimit_breaker_failures: int = 3
+    ratelimit_breaker_reset_seconds: float = 5.0
+    # Password hashes at once per process (argon2 memory each); more waits, then answers 503.
+    password_hash_concurrency: int = 2
+    password_hash_wait_seconds: float = 1.0
     trusted_proxy_hops: int = 0
     cors_origins: tuple[str, ...] = ()
 
@@ -133,6 +150,7 @@ class Settings:
                 problems.append(f"{name.upper()} must be at least 1")
         if self.trusted_proxy_hops < 0:
             problems.append("TRUSTED_PROXY_HOPS must not be negative")
+        problems.extend(_ratelimit_problems(self))
         if self.is_production:
             problems.extend(self._production_problems())
         return problems
@@ -182,6 +200,27 @@ class Settings:
             "OPENAPI_URL_PREFIX": "/",
             "OPENAPI_JSON_PATH": "openapi.json",
         }
+
+
+def _ratelimit_problems(settings: Settings) -> list[str]:
+    problems = []
+    for name in ("ratelimit_default", "ratelimit_login", "ratelimit_register",
+                 "ratelimit_login_failures", "ratelimit_login_username_failures"):
+        try:
+            parse_limit(getattr(settings, name))
+        except ValueError:
+            problems.append(f"{name.upper()} is not a rate limit such as '100/minute'")
+    if not settings.ratelimit_storage_uri.startswith(
+            ("memory://", "redis://", "rediss://", "redis+unix://", "unix://")):
+        problems.append("RATELIMIT_STORAGE_URI must be memory://, redis://, rediss:// or "
+                        "redis+unix://")
+    if not 0 < settings.ratelimit_batch_fraction <= 1:
+        problems.append("RATELIMIT_BATCH_FRACTION must be in (0, 1]")
+    for name in ("ratelimit_redis_timeout_ms", "ratelimit_breaker_failures",
+                 "password_hash_concurrency"):
+        if getattr(settings, name) < 1:
+            problems.append(f"{name.upper()} must be at least 1")
+    return problems
 
 
 def engine_options(settings: Settings) -> dict[str, Any]:

@@ -1,12 +1,25 @@
-"""argon2id password hashing with parameters from settings, and rehash detection."""
+"""argon2id password hashing with parameters from settings, and rehash detection.
+
+Each hash holds ARGON2_MEMORY_KIB of memory while it runs, so a process computes at most
+PASSWORD_HASH_CONCURRENCY at once: a flood of logins queues for a slot (PASSWORD_HASH_WAIT_SECONDS)
+and is then answered 503 with Retry-After instead of growing the worker without bound.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
+
+from app.errors import ApiError
+from app.ops.metrics import PASSWORD_HASH_REFUSED
+
+BUSY_RETRY_AFTER = "1"
 
 
 @cache
@@ -16,20 +29,42 @@ def _hasher(time_cost: int, memory_kib: int, parallelism: int) -> PasswordHasher
     )
 
 
+@cache
+def _slots(concurrency: int) -> threading.BoundedSemaphore:
+    return threading.BoundedSemaphore(concurrency)
+
+
+@contextmanager
+def hashing_slot() -> Iterator[None]:
+    """One of this process's PASSWORD_HASH_CONCURRENCY slots, or a 503 after waiting for one."""
+    s = current_app.config["SETTINGS"]
+    slots = _slots(s.password_hash_concurrency)
+    if not slots.acquire(timeout=s.password_hash_wait_seconds):
+        PASSWORD_HASH_REFUSED.inc()
+        raise ApiError(503, "too many password checks in progress; retry shortly",
+                       slug="busy", headers={"Retry-After": BUSY_RETRY_AFTER})
+    try:
+        yield
+    finally:
+        slots.release()
+
+
 def hasher() -> PasswordHasher:
     s = current_app.config["SETTINGS"]
     return _hasher(s.argon2_time_cost, s.argon2_memory_kib, s.argon2_parallelism)
 
 
 def hash_password(password: str) -> str:
-    return hasher().hash(password)
+    with hashing_slot():
+        return hasher().hash(password)
 
 
 def verify_password(stored_hash: str, password: str) -> bool:
-    try:
-        return hasher().verify(stored_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
+    with hashing_slot():
+        try:
+            return hasher().verify(stored_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
 
 
 def needs_rehash(stored_hash: str) -> bool:
@@ -44,6 +79,6 @@ def _dummy_hash(time_cost: int, memory_kib: int, parallelism: int) -> str:
 def burn_verification_time(password: str) -> None:
     """Spend one verification's time so unknown usernames take as long as wrong passwords."""
     s = current_app.config["SETTINGS"]
-    verify_password(
-        _dummy_hash(s.argon2_time_cost, s.argon2_memory_kib, s.argon2_parallelism), password
-    )
+    with hashing_slot():
+        dummy = _dummy_hash(s.argon2_time_cost, s.argon2_memory_kib, s.argon2_parallelism)
+    verify_password(dummy, password)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from flask import request
 from flask_jwt_extended import get_current_user, get_jwt, jwt_required
 from flask_smorest import Blueprint
 
 from app.auth import api_keys, service, tokens
 from app.auth.decorators import SECURITY, auth_required, current_user
+from app.auth.identity import client_address, username_key
 from app.auth.schemas import (
     ApiKeyCreateSchema,
     ApiKeySchema,
@@ -17,37 +19,38 @@ from app.auth.schemas import (
     TokenPairSchema,
     UserSchema,
 )
-from app.extensions import limiter
-from app.ops.ratelimit import client_address, login_limit, register_limit, username_key
+from app.ops.ratelimit import limiter
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v2/auth", description="Accounts and tokens")
 
 BEARER_ONLY = [{"bearerAuth": []}]
 TOO_MANY = "Too many attempts from this address or for this username (Retry-After)"
+BUSY = "Too many password checks in progress on this server (Retry-After)"
 
 
 @bp.post("/register")
-@limiter.limit(register_limit, key_func=client_address)
-@limiter.limit(register_limit, key_func=username_key)
+@limiter.limit("ratelimit_register", client_address, "register-address")
+@limiter.limit("ratelimit_register", username_key, "register-username")
 @bp.arguments(RegisterSchema)
 @bp.response(201, UserSchema)
 @bp.alt_response(409, description="Username is taken")
 @bp.alt_response(429, description=TOO_MANY)
+@bp.alt_response(503, description=BUSY)
 def register(body):
     """Create an account: username 3-64 of a-z 0-9 _ . - (case-insensitive), password >= 12."""
     return service.register_user(body["username"], body["password"])
 
 
 @bp.post("/login")
-@limiter.limit(login_limit, key_func=client_address)
-@limiter.limit(login_limit, key_func=username_key)
+@limiter.limit("ratelimit_login", client_address, "login-address")
 @bp.arguments(CredentialsSchema)
 @bp.response(200, TokenPairSchema)
 @bp.alt_response(401, description="Invalid username or password (one message for both)")
 @bp.alt_response(429, description=TOO_MANY)
+@bp.alt_response(503, description=BUSY)
 def login(body):
     """Exchange a username and password for an access and a refresh token (a new login)."""
-    user = service.authenticate(body["username"], body["password"])
+    user = service.authenticate(body["username"], body["password"], request.remote_addr or "-")
     return service.issue_tokens(user)
 
 

@@ -11,7 +11,7 @@ import re
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app.auth import passwords
+from app.auth import passwords, throttle
 from app.auth.api_keys import api_key_digest, resolve_api_key
 from app.auth.errors import unauthorized
 from app.auth.models import ROLE_USER, User
@@ -47,26 +47,33 @@ def register_user(username: str, password: str, role: str = ROLE_USER) -> User:
     return user
 
 
-def authenticate(username: str, password: str) -> User:
-    """The user for these credentials; one message and similar timing for every failure."""
+def authenticate(username: str, password: str, address: str) -> User:
+    """The user for these credentials; one message and similar timing for every failure.
+
+    `address` is the client's; failed logins are throttled per username and address before any
+    password is hashed (app/auth/throttle.py).
+    """
     username = username.lower()
+    known = throttle.check(username, address)
     user = None
     if USERNAME_RE.fullmatch(username):  # anything else cannot exist (and NUL breaks PostgreSQL)
         user = db.session.scalar(select(User).where(User.username == username))
     if user is None:
         passwords.burn_verification_time(password)
-        _login_failed("unknown_user")
+        _login_failed("unknown_user", username, address, known)
     elif not passwords.verify_password(user.password_hash, password):
-        _login_failed("bad_password")
+        _login_failed("bad_password", username, address, known)
     assert user is not None
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
         db.session.commit()
+    throttle.succeeded(username, address)
     LOGINS.labels(outcome="success").inc()
     return user
 
 
-def _login_failed(reason: str) -> None:
+def _login_failed(reason: str, username: str, address: str, known: bool) -> None:
+    throttle.failed(username, address, known)
     LOGINS.labels(outcome="failure").inc()
     AUTH_FAILURES.labels(reason=reason).inc()
     raise unauthorized(INVALID_LOGIN)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, render_template_string, send_from_directory, url_for
 from swagger_ui_bundle import swagger_ui_path
 
-from app.extensions import limiter
+from app.ops.ratelimit import limiter
 
 bp = Blueprint("docs", __name__, url_prefix="/docs")
 

@@ -11,7 +11,9 @@ from flask_smorest import Blueprint
 from sqlalchemy import text
 
 from app.errors import field_error, problem_response
-from app.extensions import db, limiter
+from app.extensions import db
+from app.history import recording
+from app.ops.ratelimit import limiter
 
 bp = Blueprint("health", __name__, url_prefix="/health", description="Health probes")
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
@@ -43,7 +45,11 @@ def live():
                                      "checks": {"type": "object"}}}}}}})
 @bp.alt_response(503, description="Not ready: `errors` names the failed checks")
 def ready():
-    """The database answers and its schema is at the migration head."""
+    """The database answers, its schema is at the migration head, the history journal writes.
+
+    `checks.ratelimit` is "degraded" while rate limits fall back to process memory (Redis
+    failing); the probe stays 200 for it.
+    """
     failures = []
     try:
         with db.engine.connect() as connection:
@@ -58,9 +64,15 @@ def ready():
     except Exception as exc:  # any driver error means "not ready"
         current_app.logger.warning("readiness check failed: %s", type(exc).__name__)
         failures.append(field_error("/checks/database", "database unreachable"))
+    journal = recording.problem(current_app)
+    if journal is not None:  # answers would go out without their history rows
+        failures.append(field_error("/checks/journal", journal))
     if failures:
         return problem_response(
             503, "not ready: " + ", ".join(f["pointer"].rsplit("/", 1)[-1] for f in failures),
             slug="not-ready", errors=failures,
         )
-    return jsonify(status="ok", checks={"database": "ok", "migrations": "ok"})
+    # The limiter's fallback keeps limits per process: reported, but still ready (a Redis
+    # outage must not take every instance out of service).
+    return jsonify(status="ok", checks={"database": "ok", "migrations": "ok", "journal": "ok",
+                                        "ratelimit": limiter.status()})

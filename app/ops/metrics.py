@@ -12,7 +12,7 @@ import ipaddress
 import os
 import time
 
-from flask import Flask, Response
+from flask import Flask, Response, current_app, request
 from flask_smorest import Blueprint
 from prometheus_client import (
     REGISTRY,
@@ -23,8 +23,6 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.exposition import choose_encoder
-
-from app.extensions import limiter
 
 # 1 ms .. 10 s, roughly x2.5 per step.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -55,7 +53,16 @@ SOLVE_CUSTOMERS = Histogram(
 )
 LOGINS = Counter("auth_logins_total", "Login attempts by outcome", ["outcome"])
 AUTH_FAILURES = Counter("auth_failures_total", "Rejected credentials by reason", ["reason"])
+PASSWORD_HASH_REFUSED = Counter(
+    "password_hash_refused_total",
+    "Requests answered 503 because every password-hashing slot of the process stayed busy",
+)
 RATE_LIMITED = Counter("rate_limited_requests_total", "Requests answered 429", ["route"])
+RATELIMIT_DEGRADED = Gauge(
+    "ratelimit_storage_degraded",
+    "1 while a worker counts rate limits in process memory because Redis fails (breaker open)",
+    multiprocess_mode="livemax",
+)
 VOTES = Counter("poll_votes_total", "Votes by outcome", ["outcome"])
 HISTORY_WRITE_FAILURES = Counter(
     "history_write_failures_total", "Solve requests whose history row could not be written",
@@ -87,20 +94,24 @@ def observe_solve(endpoint: str, status: str, seconds: float,
 # --- Recording in request hooks, the pool gauge and GET /metrics --------------------------------
 
 UNMATCHED_ROUTE = "unmatched"
+OTHER_METHOD = "OTHER"
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _STARTED_KEY = "paintshop.metrics.started"
 
 
 def route_label() -> str:
     """The URL rule that matched (bounded cardinality), never the raw path."""
-    from flask import request
-
     rule = request.url_rule
     return rule.rule if rule is not None else UNMATCHED_ROUTE
 
 
+def method_label(method: str) -> str:
+    """A known HTTP method, else one `OTHER` value: clients must not create series at will."""
+    return method if method in KNOWN_METHODS else OTHER_METHOD
+
+
 def init_metrics(app: Flask) -> None:
     """Count and time every request by URL rule; track database connections in use."""
-    from flask import request
 
     def start_timer() -> None:
         request.environ[_STARTED_KEY] = time.perf_counter()
@@ -112,8 +123,8 @@ def init_metrics(app: Flask) -> None:
     def record_request(response: Response) -> Response:
         started = request.environ.get(_STARTED_KEY)
         route = route_label()
-        HTTP_REQUESTS.labels(method=request.method, route=route,
-                             status=str(response.status_code)).inc()
+        HTTP_REQUESTS.labels(method_label(request.method), route,
+                             str(response.status_code)).inc()
         if started is not None:
             HTTP_DURATION.labels(route=route).observe(time.perf_counter() - started)
         return response
@@ -170,8 +181,6 @@ def metrics_allowed() -> bool:
     Without trusted proxy hops, a request that carries X-Forwarded-For came through a proxy on
     this host (nginx), so its loopback address says nothing about the real client.
     """
-    from flask import current_app, request
-
     settings = current_app.config["SETTINGS"]
     token = settings.metrics_token
     header = request.headers.get("Authorization", "")
@@ -186,8 +195,7 @@ def metrics_allowed() -> bool:
 bp = Blueprint("metrics", __name__, description="Prometheus metrics (private)")
 
 
-@bp.get("/metrics")
-@limiter.exempt
+@bp.get("/metrics")  # exempt from rate limits by its path (app/ops/ratelimit.py)
 @bp.doc(
     security=[{}, {"metricsToken": []}],  # loopback clients need no token
     responses={"200": {"description": "Prometheus text exposition format, all workers summed",
@@ -201,7 +209,5 @@ def get_metrics():
     if not metrics_allowed():
         raise ApiError(403, "metrics are served to loopback clients or with METRICS_TOKEN",
                        slug="forbidden")
-    from flask import request
-
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     return Response(encoder(registry()), headers={"Content-Type": content_type})

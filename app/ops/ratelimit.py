@@ -1,204 +1,242 @@
-"""Rate limits (Flask-Limiter): keyed by API key, else user, else client address.
+"""Rate limits: one general bucket per identity across routes, exact limits where they are tight.
 
-The client address is `request.remote_addr` after `ProxyFix` (TRUSTED_PROXY_HOPS), so a forged
-`X-Forwarded-For` cannot pick its own bucket. The identity is resolved here, before the view's
-auth decorator runs, so the default limit applies to every request, authenticated or not; bad
-credentials fall back to the address. Storage errors fail open (logged): a Redis outage must not
-take the API down with it.
+- The general limit (RATELIMIT_DEFAULT) applies to every request except health probes, the
+  metrics scrape and the API docs, with one bucket per identity (API key, else user, else client
+  address; the key function comes from `app.auth.identity`). It is counted per process and pushed
+  to the shared store in batches (`ratelimit_window.BatchedWindowCounter`, which states the
+  overshoot bound), so a request pays no round trip.
+- Views with their own limits (login, register: `limiter.limit`) skip the general bucket and
+  count exactly: one round trip per limit. Services call `limiter.hit` / `limiter.check` for
+  policies such as login failures.
+- Redis failures: short timeouts and a circuit breaker with an in-memory fallback
+  (`ratelimit_store`); `/health/ready` reports the limiter as degraded, the
+  `ratelimit_storage_degraded` gauge is 1 meanwhile.
 
-Module-level imports stay limited to Flask and Flask-Limiter: `app.extensions` imports this
-module to build the `limiter` singleton.
+Every limit is a clock-aligned fixed window; answers carry `X-RateLimit-Limit`, `-Remaining` and
+`-Reset` (the window's end), and a refusal is a 429 problem+json with `Retry-After`. The client
+address is `request.remote_addr` after `ProxyFix` (TRUSTED_PROXY_HOPS), so a forged
+`X-Forwarded-For` cannot pick its own bucket.
 """
 
 from __future__ import annotations
 
-import math
+import logging
 import time
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
 
-from flask import Flask, Response, current_app, g, has_app_context, request
-from flask_limiter import Limiter, RateLimitExceeded
-from limits.storage import Storage
-from limits.strategies import RateLimiter
+from flask import Flask, Response, current_app, g, request
+from limits import parse
 
-EXEMPT_PREFIXES = ("/health/",)
+from app.errors import ApiError
+from app.ops.metrics import RATE_LIMITED, RATELIMIT_DEGRADED, route_label
+from app.ops.ratelimit_store import SharedStore
+from app.ops.ratelimit_window import (
+    BatchedWindowCounter,
+    Decision,
+    batch_size,
+    ttl,
+    window,
+    window_key,
+)
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXEMPT_PREFIXES = ("/health/", "/docs")
 EXEMPT_PATHS = frozenset({"/metrics"})
+GENERAL = "general"
 _STATE = "paintshop_ratelimit"
+_DECISION = "_ratelimit_decision"
 
 
-@dataclass(frozen=True)
-class _AppState:
-    enabled: bool
-    storage: Storage | None
-    strategy: RateLimiter | None
+class RateLimited(ApiError):
+    """429 problem+json with Retry-After and the X-RateLimit-* headers of the refusing limit."""
+
+    def __init__(self, decision: Decision, detail: str | None = None) -> None:
+        detail = detail or f"rate limit exceeded ({decision.item})"
+        super().__init__(429, detail + "; retry later", slug="rate-limited",
+                         headers={"Retry-After": str(decision.retry_after()),
+                                  **_header_values(decision)})
+        self.decision = decision
 
 
-class AppLimiter(Limiter):
-    """A `Limiter` whose switch, storage and key prefix belong to each app.
+class _AppLimits:
+    """One app's limiter: its store, general counter and identity key function."""
 
-    Flask-Limiter keeps them on the extension object, so a second `init_app` (tests build many
-    apps) would silently move the first app to the second app's storage. Production runs one app
-    per process; this keeps the test apps honest (e.g. two apps on `memory://` do not share).
-    """
-
-    @property  # type: ignore[override]
-    def enabled(self) -> bool:
-        state = _app_state()
-        return state.enabled if state is not None else self._default_enabled
-
-    @enabled.setter
-    def enabled(self, value: bool) -> None:
-        self._default_enabled = value
-
-    @property  # type: ignore[override]
-    def _key_prefix(self) -> str:
-        if has_app_context():
-            return current_app.config.get("RATELIMIT_KEY_PREFIX", "")
-        return ""
-
-    @_key_prefix.setter
-    def _key_prefix(self, _value: str) -> None:
-        """Always read from the current app's RATELIMIT_KEY_PREFIX."""
-
-    @property
-    def storage(self) -> Storage:
-        state = _app_state()
-        if state is not None and state.storage is not None:
-            return state.storage
-        return super().storage
-
-    @property
-    def limiter(self) -> RateLimiter:
-        state = _app_state()
-        if state is not None and state.strategy is not None:
-            return state.strategy
-        return super().limiter
-
-    def init_app(self, app: Flask) -> None:
-        super().init_app(app)
-        enabled = bool(app.config.get("RATELIMIT_ENABLED", True))
-        strategy = None
-        if enabled:
-            from app.ops.ratelimit_window import one_trip_strategy
-
-            strategy = one_trip_strategy(self._storage, self._limiter)
-        app.extensions[_STATE] = _AppState(
-            enabled=enabled,
-            storage=self._storage if enabled else None,
-            strategy=strategy,
+    def __init__(self, app: Flask, key_func: Callable[[], str]) -> None:
+        settings = app.config["SETTINGS"]
+        self.key_func = key_func
+        self.store = SharedStore(
+            settings.ratelimit_storage_uri,
+            lambda: app.config.get("RATELIMIT_KEY_PREFIX", ""),
+            timeout=settings.ratelimit_redis_timeout_ms / 1000,
+            breaker_failures=settings.ratelimit_breaker_failures,
+            breaker_reset=settings.ratelimit_breaker_reset_seconds,
+            on_change=_log_state_change,
         )
+        item = parse(settings.ratelimit_default)
+        self.general = BatchedWindowCounter(
+            GENERAL, item, self.store.push,
+            interval=settings.ratelimit_sync_interval_ms / 1000,
+            batch=batch_size(item, settings.ratelimit_batch_fraction),
+        )
+        self._app = app
+        self._skipped: frozenset[str] | None = None
+
+    def skipped_endpoints(self) -> frozenset[str]:
+        """Endpoints exempt from the general bucket (built once every view is registered)."""
+        if self._skipped is None:
+            self._skipped = frozenset(
+                name for name, view in self._app.view_functions.items()
+                if getattr(view, "_ratelimit_skip", False)
+            )
+        return self._skipped
 
 
-def _app_state() -> _AppState | None:
-    if not has_app_context():
-        return None
+def _log_state_change(previous: str, state: str, reason: str) -> None:
+    RATELIMIT_DEGRADED.set(0 if state == "closed" else 1)
+    level = logging.WARNING if state == "open" else logging.INFO
+    log.log(level, "rate-limit store %s -> %s (%s); %s", previous, state, reason,
+            "limits are counted in process memory" if state != "closed"
+            else "limits are shared again")
+
+
+class Limiter:
+    """The rate limiter; its state belongs to each app (tests build many apps)."""
+
+    def init_app(self, app: Flask, key_func: Callable[[], str]) -> None:
+        """Install the hooks. With RATELIMIT_ENABLED off nothing is installed at all."""
+        if not app.config["SETTINGS"].ratelimit_enabled:
+            return
+        limits = app.extensions[_STATE] = _AppLimits(app, key_func)
+        app.before_request(_general_hook(limits))
+        app.after_request(add_headers)
+
+    def exempt(self, view: F) -> F:
+        """No general limit for this view (health probes, docs)."""
+        view._ratelimit_skip = True  # type: ignore[attr-defined]
+        return view
+
+    def limit(self, setting: str, key_func: Callable[[], str], name: str) -> Callable[[F], F]:
+        """An exact limit from the setting `setting` (e.g. "ratelimit_login") per `key_func()`.
+
+        The view then has its own limits instead of the general bucket. The check runs before
+        the body is parsed, so malformed requests count too.
+        """
+
+        def decorate(view: F) -> F:
+            @wraps(view)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                if _state() is not None:
+                    self.hit(name, getattr(current_app.config["SETTINGS"], setting), key_func())
+                return view(*args, **kwargs)
+
+            wrapper._ratelimit_skip = True  # type: ignore[attr-defined]
+            return wrapper  # type: ignore[return-value]
+
+        return decorate
+
+    def hit(self, name: str, limit: str, identity: str, *, detail: str | None = None) -> None:
+        """Count one exact hit; raise `RateLimited` (429) beyond the limit."""
+        limits = _state()
+        if limits is None:
+            return
+        item = parse(limit)
+        now = time.time()
+        index, reset = window(item, now)
+        count = limits.store.incr(window_key(name, item, identity, index), ttl(reset, now))
+        decision = Decision(count <= item.amount, item, max(0, item.amount - count), reset)
+        _remember(decision)
+        if not decision.allowed:
+            raise RateLimited(decision, detail)
+
+    def record(self, name: str, limit: str, identity: str) -> None:
+        """Count one hit against an exact limit without refusing anything (e.g. a failure)."""
+        limits = _state()
+        if limits is not None:
+            item = parse(limit)
+            now = time.time()
+            index, reset = window(item, now)
+            limits.store.incr(window_key(name, item, identity, index), ttl(reset, now))
+
+    def check(self, name: str, limit: str, identity: str, *, detail: str | None = None) -> None:
+        """Raise `RateLimited` if `identity` already used up `limit`; counts nothing."""
+        limits = _state()
+        if limits is None:
+            return
+        item = parse(limit)
+        now = time.time()
+        index, reset = window(item, now)
+        if limits.store.get(window_key(name, item, identity, index)) >= item.amount:
+            raise RateLimited(Decision(False, item, 0, reset), detail)
+
+    def mark(self, key: str, seconds: int) -> None:
+        """Remember a fact (e.g. a known login address) for `seconds`."""
+        limits = _state()
+        if limits is not None:
+            limits.store.mark(key, seconds)
+
+    def marked(self, key: str) -> bool:
+        limits = _state()
+        return limits is not None and limits.store.get(key) > 0
+
+    def status(self) -> str:
+        """For /health/ready: "ok", "degraded" (in-memory fallback), "local" or "disabled"."""
+        limits = _state()
+        if limits is None:
+            return "disabled"
+        if not limits.store.shared:
+            return "local"
+        return "degraded" if limits.store.degraded else "ok"
+
+
+limiter = Limiter()
+
+
+def _state() -> _AppLimits | None:
     return current_app.extensions.get(_STATE)
 
 
-def client_address() -> str:
-    return f"addr:{request.remote_addr or 'unknown'}"
+def _general_hook(limits: _AppLimits) -> Callable[[], None]:
+    general = limits.general
+
+    def limit_request() -> None:
+        path = request.path
+        if path in EXEMPT_PATHS or path.startswith(EXEMPT_PREFIXES):
+            return
+        if request.endpoint in limits.skipped_endpoints():
+            return
+        decision = general.hit(limits.key_func())
+        g._ratelimit_decision = decision
+        if not decision.allowed:
+            raise RateLimited(decision)
+
+    return limit_request
 
 
-def identity_key() -> str:
-    """`key:<id>` for a live API key, `user:<id>` for a valid access token, else the address."""
-    cached = g.get("_ratelimit_identity")
-    if cached is None:
-        cached = _resolve_identity() or client_address()
-        g._ratelimit_identity = cached
-    return cached
+def _remember(decision: Decision) -> None:
+    """Keep the tightest decision of this request for its headers."""
+    previous = g.get(_DECISION)
+    if previous is None or decision.remaining <= previous.remaining:
+        g._ratelimit_decision = decision
 
 
-def _resolve_identity() -> str | None:
-    from flask_jwt_extended import decode_token
-
-    from app.auth.decorators import presented_api_key, resolve_presented_key
-
-    if presented_api_key() is not None:
-        key = resolve_presented_key()
-        return f"key:{key.id}" if key is not None else None
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    try:
-        claims = decode_token(token.strip())
-    except Exception:  # any invalid token: limit by address; the view answers 401
-        return None
-    if claims.get("type") != "access":
-        return None
-    return f"user:{claims.get('sub')}"
+def _header_values(decision: Decision) -> dict[str, str]:
+    return {"X-RateLimit-Limit": str(decision.item.amount),
+            "X-RateLimit-Remaining": str(decision.remaining),
+            "X-RateLimit-Reset": str(int(decision.reset))}
 
 
-def username_key() -> str:
-    """The username in a JSON body (login, register), for per-account limits."""
-    body = request.get_json(silent=True)
-    name = body.get("username") if isinstance(body, dict) else None
-    if not isinstance(name, str) or not name.strip():
-        return "username:-"
-    return "username:" + name.strip().lower()[:64]
-
-
-def default_limit() -> str:
-    return current_app.config["SETTINGS"].ratelimit_default
-
-
-def login_limit() -> str:
-    return current_app.config["SETTINGS"].ratelimit_login
-
-
-def register_limit() -> str:
-    return current_app.config["SETTINGS"].ratelimit_register
-
-
-def is_exempt() -> bool:
-    """Health probes (a 429 would get instances recycled) and the metrics scrape."""
-    path = request.path
-    return path in EXEMPT_PATHS or path.startswith(EXEMPT_PREFIXES)
-
-
-def handle_rate_limited(error: RateLimitExceeded) -> Response:
-    from app.errors import problem_response
-    from app.ops.metrics import RATE_LIMITED
-    from app.ops.request_id import incoming_request_id
-
-    # The limiter's hook runs before the request-id hook: give the 429 its id here.
-    if g.get("request_id") is None:
-        g.request_id = incoming_request_id(request.headers)
-    rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
-    RATE_LIMITED.labels(route=rule).inc()
-    headers: dict[str, Any] = {}
-    limit = getattr(error, "limit", None)
-    current = _current_limit()
-    if current is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(current.reset_at - time.time())))
-    detail = f"rate limit exceeded ({limit.limit})" if limit is not None else "rate limit exceeded"
-    return problem_response(429, detail + "; retry later", slug="rate-limited", headers=headers)
-
-
-def _current_limit() -> Any:
-    from app.extensions import limiter
-
-    try:
-        return limiter.current_limit
-    except Exception:  # storage unreachable: no reset time to offer
-        return None
-
-
-def _round_retry_after(response: Response) -> Response:
-    """Flask-Limiter truncates Retry-After (it can say 0); round it up from the reset time."""
-    reset = response.headers.get("X-RateLimit-Reset")
-    if response.status_code == 429 and reset and reset.isdigit():
-        response.headers["Retry-After"] = str(max(1, math.ceil(int(reset) - time.time())))
+def add_headers(response: Response) -> Response:
+    decision = g.get(_DECISION)
+    if decision is not None:
+        headers = response.headers
+        for name, value in _header_values(decision).items():
+            headers[name] = value
+        if response.status_code == 429:
+            RATE_LIMITED.labels(route=route_label()).inc()
     return response
 
 
-def init_rate_limits(app: Flask) -> None:
-    from app.extensions import limiter
-
-    # Registered before the limiter's own hook, so it runs after it (Flask runs them reversed).
-    app.after_request(_round_retry_after)
-    limiter.init_app(app)
-    if is_exempt not in limiter._request_filters:
-        limiter.request_filter(is_exempt)
-    app.register_error_handler(RateLimitExceeded, handle_rate_limited)

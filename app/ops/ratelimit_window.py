@@ -1,80 +1,146 @@
-"""A fixed-window strategy that answers a request's rate limit in one Redis round trip.
+"""Clock-aligned fixed windows, and the general limit's per-process batched counter.
 
-limits' fixed window spends three round trips on a request that sends X-RateLimit-* headers:
-the hit (a Lua INCR), then GET and TTL to fill the headers. Here the hit's script returns the
-count and the time to live together, and the request keeps them (in `flask.g`) for its headers
-and its 429. The numbers describe the window as this request's hit left it, which is what the
-headers mean; other requests' later hits are theirs to report.
+Every limit is a fixed window of `RateLimitItem.get_expiry()` seconds that starts at a multiple
+of that length on the Unix clock. Every process and instance therefore agrees on the window from
+the time alone (instances' clocks are synchronised), a counter's key names its window, and the
+window's end (the `X-RateLimit-Reset` and `Retry-After` of a request) needs no round trip.
 
-Keys, expiry and the meaning of a limit are limits' own (`RateLimitItem.key_for`, the storage's
-key prefix), so counters stay compatible with `FixedWindowRateLimiter` and with other instances.
+`BatchedWindowCounter` counts the general per-identity limit in process memory and pushes the
+counts to the shared store in batches: at most every `interval` seconds (one pipelined round
+trip for all identities seen since the last push, made by the request that finds it due), and
+at once when this process holds `batch` admissions of one identity the store has not confirmed
+yet. The store answers each push with the shared total, which becomes this process's knowledge.
+
+Overshoot bound: with P processes sharing the store, an identity gets at most
+`limit - 1 + P * batch` answers in one window (instead of `limit`). Once the shared total
+reaches the limit, every process learns it at its next push, and before that push it can admit
+at most `batch` answers the store has not seen (in flight and unsynced together); the push that
+crossed the limit added at most `batch` beyond `limit - 1`. tests/auth/test_ratelimit_window.py
+checks the bound with several processes' counters on one Redis, sequential and threaded.
 """
 
 from __future__ import annotations
 
+import math
+import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import NamedTuple
 
-from flask import g, has_app_context
 from limits import RateLimitItem
-from limits.errors import StorageError
-from limits.storage import RedisStorage
-from limits.strategies import FixedWindowRateLimiter
-from limits.util import WindowStats
 
-_MEMO = "_ratelimit_windows"
+# A push: (key, amount, ttl seconds) per identity; the shared totals in the same order, or
+# None when the store is unavailable (the amounts are then counted in this process only).
+Push = Callable[[list[tuple[str, int, int]]], "list[int] | None"]
 
-# The TTL check also repairs a counter left without an expiry (it would otherwise never reset).
-_HIT_SCRIPT = """
-local current = redis.call('incrby', KEYS[1], tonumber(ARGV[2]))
-local ttl = redis.call('ttl', KEYS[1])
-if ttl < 0 then
-    redis.call('expire', KEYS[1], ARGV[1])
-    ttl = tonumber(ARGV[1])
-end
-return {current, ttl}
-"""
+_INDEX, _KNOWN, _IN_FLIGHT, _UNSYNCED, _SEEN = range(5)
+_FORCED_TRIES = 3
 
 
-class OneTripFixedWindow(FixedWindowRateLimiter):
-    """`FixedWindowRateLimiter` on Redis whose `hit` also records the window's state."""
+class Decision(NamedTuple):
+    """One request's answer from a limit, with what its X-RateLimit-* headers say."""
 
-    def __init__(self, storage: RedisStorage) -> None:
-        super().__init__(storage)
-        self._redis_storage = storage
-        self._hit_script = storage.get_connection().register_script(_HIT_SCRIPT)
+    allowed: bool
+    item: RateLimitItem
+    remaining: int
+    reset: float  # end of the window, Unix time
 
-    def hit(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
-        key = item.key_for(*identifiers)
-        count, ttl = self._run(key, item.get_expiry(), cost)
-        if has_app_context():
-            windows = g.get(_MEMO)
-            if windows is None:
-                windows = g._ratelimit_windows = {}
-            windows[key] = WindowStats(time.time() + max(ttl, 0), max(0, item.amount - count))
-        return count <= item.amount
+    def retry_after(self, now: float | None = None) -> int:
+        return max(1, math.ceil(self.reset - (time.time() if now is None else now)))
 
-    def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
-        windows = g.get(_MEMO) if has_app_context() else None
-        if windows:
-            stats = windows.get(item.key_for(*identifiers))
-            if stats is not None:
-                return stats
-        return super().get_window_stats(item, *identifiers)
 
-    def _run(self, key: str, expiry: int, cost: int) -> tuple[int, int]:
-        storage = self._redis_storage
+def window(item: RateLimitItem, now: float) -> tuple[int, float]:
+    """The index of the window holding `now` and the time it ends."""
+    period = item.get_expiry()
+    index = int(now // period)
+    return index, (index + 1) * period
+
+
+def window_key(name: str, item: RateLimitItem, identity: str, index: int) -> str:
+    return f"{name}/{item.amount}/{item.get_expiry()}/{identity}/{index}"
+
+
+def ttl(reset: float, now: float) -> int:
+    """Seconds a window's counter must live: to its end, plus a margin for clock skew."""
+    return max(1, math.ceil(reset - now)) + 2
+
+
+def batch_size(item: RateLimitItem, fraction: float) -> int:
+    return max(1, int(item.amount * fraction))
+
+
+class BatchedWindowCounter:
+    """The general limit for one `RateLimitItem`, counted here and pushed to the store."""
+
+    def __init__(self, name: str, item: RateLimitItem, push: Push, *, interval: float,
+                 batch: int, clock: Callable[[], float] = time.time) -> None:
+        self.name, self.item, self.batch, self.interval = name, item, batch, interval
+        self._push, self._clock = push, clock
+        self._entries: dict[str, list] = {}  # identity -> [index, known, in flight, unsynced, seen]
+        self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._next_sync = 0.0
+
+    def hit(self, identity: str) -> Decision:
+        for _ in range(_FORCED_TRIES):
+            now = self._clock()
+            index, reset = window(self.item, now)
+            amount = self.item.amount
+            with self._lock:
+                entry = self._entries.get(identity)
+                if entry is None or entry[_INDEX] != index:
+                    entry = self._entries[identity] = [index, 0, 0, 0, True]
+                entry[_SEEN] = True
+                used = entry[_KNOWN] + entry[_IN_FLIGHT] + entry[_UNSYNCED]
+                if used >= amount:
+                    return Decision(False, self.item, 0, reset)
+                if entry[_IN_FLIGHT] + entry[_UNSYNCED] < self.batch:
+                    entry[_UNSYNCED] += 1
+                    decision = Decision(True, self.item, amount - used - 1, reset)
+                    due = now >= self._next_sync
+                    break
+            self.sync(wait=True)  # `batch` answers unconfirmed: ask the store before another
+        else:
+            return Decision(False, self.item, 0, reset)
+        if due:
+            self.sync()
+        return decision
+
+    def sync(self, *, wait: bool = False) -> None:
+        """Push every identity seen since the last push; one round trip (or none if idle)."""
+        if not self._sync_lock.acquire(blocking=wait):
+            return  # another thread is pushing right now
         try:
-            count, ttl = self._hit_script([storage.prefixed_key(key)], [expiry, cost])
-        except storage.base_exceptions as exc:  # as limits' own storage calls report them
-            if storage.wrap_exceptions:
-                raise StorageError(exc) from exc
-            raise
-        return int(count), int(ttl)
+            now = self._clock()
+            index, reset = window(self.item, now)
+            batch, entries = self._take(index, reset, now)
+            if not batch:
+                return
+            totals = self._push(batch)
+            with self._lock:
+                for (_key, amount, _ttl), entry, total in zip(
+                        batch, entries, totals or [None] * len(batch), strict=True):
+                    entry[_IN_FLIGHT] -= amount
+                    entry[_KNOWN] = entry[_KNOWN] + amount if total is None else int(total)
+        finally:
+            self._sync_lock.release()
 
-
-def one_trip_strategy(storage: Any, strategy: Any) -> Any:
-    """The one-trip window in place of limits' fixed window on Redis; anything else unchanged."""
-    if isinstance(storage, RedisStorage) and type(strategy) is FixedWindowRateLimiter:
-        return OneTripFixedWindow(storage)
-    return strategy
+    def _take(self, index: int, reset: float, now: float) -> tuple[list, list]:
+        """Under the lock: drop past windows, move unsynced counts in flight, mark unseen."""
+        expiry = ttl(reset, now)
+        batch, entries = [], []
+        with self._lock:
+            self._next_sync = now + self.interval
+            for identity, entry in list(self._entries.items()):
+                if entry[_INDEX] != index:
+                    if entry[_IN_FLIGHT] == 0:
+                        del self._entries[identity]
+                    continue
+                if not entry[_SEEN]:
+                    continue
+                amount = entry[_UNSYNCED]
+                entry[_UNSYNCED], entry[_SEEN] = 0, False
+                entry[_IN_FLIGHT] += amount
+                batch.append((window_key(self.name, self.item, identity, index), amount, expiry))
+                entries.append(entry)
+        return batch, entries

@@ -1,97 +1,187 @@
-"""The one-round-trip fixed window on Redis: same limits, same headers, one command a request."""
+"""The general limit's batched counter: clock-aligned windows, pushes in batches, the stated
+overshoot bound with several processes on one Redis, and one round trip per push."""
 
 from __future__ import annotations
 
-import time
+import threading
 import uuid
 
 import pytest
 from limits import parse
-from limits.storage import RedisStorage
-from limits.strategies import FixedWindowRateLimiter
 
-from app.extensions import limiter
-from app.ops.ratelimit_window import OneTripFixedWindow
-
-SOLVE = "/v1/?input=" + '{"colors":1,"customers":1,"demands":[[1,1,0]]}'
+from app.ops.ratelimit_store import SharedStore
+from app.ops.ratelimit_window import BatchedWindowCounter, batch_size, window
 
 
+class Clock:
+    def __init__(self, now: float = 1_000_020.0) -> None:
+        self.now = now
 
-@pytest.fixture
-def redis_app(limited_app, redis_url):
-    app = limited_app(RATELIMIT_DEFAULT="4/minute", RATELIMIT_STORAGE_URI=redis_url)
-    app.config["RATELIMIT_KEY_PREFIX"] = f"test-window-{uuid.uuid4().hex}"
-    return app
-
-
-def test_redis_storage_gets_the_one_trip_window(redis_app, limited_app) -> None:
-    with redis_app.app_context():
-        assert isinstance(limiter.limiter, OneTripFixedWindow)
-    with limited_app().app_context():  # memory storage keeps limits' own strategy
-        assert type(limiter.limiter) is FixedWindowRateLimiter
+    def __call__(self) -> float:
+        return self.now
 
 
-def test_headers_count_down_then_429_with_retry_after(redis_app) -> None:
-    client = redis_app.test_client()
-    remaining = []
-    for _ in range(4):
-        response = client.get(SOLVE)
-        assert response.status_code == 200
-        assert response.headers["X-RateLimit-Limit"] == "4"
-        reset = int(response.headers["X-RateLimit-Reset"])
-        assert time.time() < reset <= time.time() + 61
-        remaining.append(response.headers["X-RateLimit-Remaining"])
-    assert remaining == ["3", "2", "1", "0"]
-    refused = client.get(SOLVE)
-    assert refused.status_code == 429
-    assert refused.headers["X-RateLimit-Remaining"] == "0"
-    assert 1 <= int(refused.headers["Retry-After"]) <= 61
+class FakeStore:
+    """Totals per key, like Redis; counts the pushes."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, int] = {}
+        self.pushes: list[list[tuple[str, int, int]]] = []
+        self.down = False
+
+    def push(self, batch):
+        self.pushes.append(batch)
+        if self.down:
+            return None
+        for key, amount, _ttl in batch:
+            self.totals[key] = self.totals.get(key, 0) + amount
+        return [self.totals[key] for key, _amount, _ttl in batch]
 
 
-def test_one_redis_command_per_limited_request(redis_app, monkeypatch) -> None:
-    import redis
-
-    commands: list[str] = []
-    original = redis.Redis.execute_command
-
-    def counting(self, *args, **options):
-        commands.append(str(args[0]))
-        return original(self, *args, **options)
-
-    monkeypatch.setattr(redis.Redis, "execute_command", counting)
-    client = redis_app.test_client()
-    client.get(SOLVE)  # the first call may load the script (EVALSHA, then SCRIPT LOAD/EVAL)
-    commands.clear()
-    for _ in range(3):
-        assert client.get(SOLVE).status_code == 200
-    assert commands == ["EVALSHA"] * 3
-    commands.clear()
-    client.get(SOLVE)
-    assert client.get(SOLVE).status_code == 429
-    assert commands == ["EVALSHA"] * 2
+def counter(store, limit="10/minute", *, interval=0.1, fraction=0.2, clock=None):
+    item = parse(limit)
+    return BatchedWindowCounter("general", item, store.push, interval=interval,
+                                batch=batch_size(item, fraction), clock=clock or Clock())
 
 
-def test_counters_stay_compatible_with_limits_fixed_window(redis_url) -> None:
-    storage = RedisStorage(redis_url, key_prefix=f"test-window-{uuid.uuid4().hex}")
-    one_trip, plain = OneTripFixedWindow(storage), FixedWindowRateLimiter(storage)
-    item = parse("5/minute")
-    assert one_trip.hit(item, "client") and plain.hit(item, "client")
-    assert one_trip.hit(item, "client", cost=2)
-    stats = plain.get_window_stats(item, "client")
-    assert stats.remaining == 1 and stats.reset_time > time.time()
-    assert not one_trip.hit(item, "client", cost=2)
-    assert not plain.test(item, "client")
+def admitted(counters, identity, rounds):
+    """Round-robin requests over the counters; how many were allowed."""
+    return sum(c.hit(identity).allowed for _ in range(rounds) for c in counters)
 
 
-def test_a_counter_without_expiry_gets_one(redis_url) -> None:
-    import redis
+def test_windows_are_aligned_to_the_clock() -> None:
+    item = parse("10/minute")
+    assert window(item, 1_000_020.0) == (16_667, 1_000_080.0)
+    assert window(item, 1_000_079.9)[0] == window(item, 1_000_020.0)[0]
+    assert window(item, 1_000_080.0)[0] == 16_668
 
+
+def test_batch_is_a_fraction_of_the_limit_and_at_least_one() -> None:
+    assert batch_size(parse("100/minute"), 0.05) == 5
+    assert batch_size(parse("3/minute"), 0.05) == 1
+
+
+def test_a_single_process_is_exact_and_counts_down() -> None:
+    c = counter(FakeStore())
+    decisions = [c.hit("addr:1") for _ in range(11)]
+    assert [d.allowed for d in decisions] == [True] * 10 + [False]
+    assert [d.remaining for d in decisions[:3]] == [9, 8, 7]
+    assert decisions[-1].remaining == 0
+    assert decisions[-1].reset == 1_000_080.0
+
+
+def test_identities_have_their_own_buckets() -> None:
+    c = counter(FakeStore(), "2/minute")
+    assert [c.hit("key:1").allowed for _ in range(3)] == [True, True, False]
+    assert c.hit("key:2").allowed
+
+
+def test_a_new_window_starts_from_zero() -> None:
+    clock = Clock()
+    c = counter(FakeStore(), "2/minute", clock=clock)
+    assert [c.hit("a").allowed for _ in range(3)] == [True, True, False]
+    clock.now += 60
+    assert c.hit("a").allowed
+
+
+def test_pushes_come_in_batches_not_per_request() -> None:
+    store, clock = FakeStore(), Clock()
+    c = counter(store, "1000/minute", interval=0.1, clock=clock)  # batch 200
+    for i in range(50):
+        c.hit(f"addr:{i % 5}")
+    assert len(store.pushes) == 1  # the first request found a push due; then none for 0.1 s
+    clock.now += 0.1
+    c.hit("addr:0")
+    assert len(store.pushes) == 2
+    assert sorted(amount for _key, amount, _ttl in store.pushes[1]) == [10, 10, 10, 10, 10]
+    assert sum(store.totals.values()) == 51
+
+
+def test_a_full_batch_is_pushed_at_once() -> None:
+    store = FakeStore()
+    c = counter(store, "10/minute", interval=3600, fraction=0.2)  # batch 2
+    for _ in range(5):
+        c.hit("a")
+    assert sum(store.totals.values()) >= 5 - 2  # never more than 2 answers unconfirmed
+
+
+def test_another_process_s_counts_arrive_with_the_next_push() -> None:
+    store, clock = FakeStore(), Clock()
+    first = counter(store, "10/minute", interval=0.1, clock=clock)
+    second = counter(store, "10/minute", interval=0.1, clock=clock)
+    for _ in range(8):
+        first.hit("a")
+    clock.now += 0.1
+    first.hit("a")  # pushes the 9
+    assert second.hit("a").allowed  # the 10th; its push brings back the total
+    assert not second.hit("a").allowed
+
+
+def test_an_unavailable_store_counts_in_process() -> None:
+    store = FakeStore()
+    store.down = True
+    c = counter(store, "3/minute", interval=0)
+    assert [c.hit("a").allowed for _ in range(4)] == [True, True, True, False]
+
+
+@pytest.mark.parametrize(("limit", "processes", "fraction"), [
+    ("20/minute", 3, 0.05), ("100/minute", 4, 0.05), ("50/minute", 2, 0.2),
+])
+def test_overshoot_stays_within_the_stated_bound_sequentially(limit, processes, fraction) -> None:
+    store = FakeStore()
+    counters = [counter(store, limit, interval=3600, fraction=fraction) for _ in range(processes)]
+    item = parse(limit)
+    total = admitted(counters, "a", 3 * item.amount)
+    assert item.amount <= total <= item.amount - 1 + processes * counters[0].batch
+
+
+def _redis_counters(redis_url, limit, processes, fraction, interval):
     prefix = f"test-window-{uuid.uuid4().hex}"
-    storage = RedisStorage(redis_url, key_prefix=prefix)
-    item = parse("5/minute")
-    key = storage.prefixed_key(item.key_for("client"))
-    client = redis.Redis.from_url(redis_url)
-    client.set(key, 2)  # e.g. left by an interrupted writer: it would never reset
-    assert OneTripFixedWindow(storage).hit(item, "client")
-    assert int(client.get(key)) == 3 and 0 < client.ttl(key) <= 60
-    client.delete(key)
+    item = parse(limit)
+    counters = []
+    for _ in range(processes):
+        store = SharedStore(redis_url, lambda: prefix, timeout=1.0, breaker_failures=3,
+                            breaker_reset=5)
+        counters.append(BatchedWindowCounter("general", item, store.push, interval=interval,
+                                             batch=batch_size(item, fraction)))
+    return item, counters
+
+
+def test_overshoot_bound_holds_on_redis_with_threads(redis_url) -> None:
+    """P "processes" (own counters and clients on one Redis), 4 threads each, all hammering."""
+    processes = 3
+    item, counters = _redis_counters(redis_url, "60/minute", processes, 0.05, interval=0.005)
+    allowed = []
+    lock = threading.Lock()
+
+    def worker(c):
+        mine = sum(c.hit("user:7").allowed for _ in range(60))
+        with lock:
+            allowed.append(mine)
+
+    threads = [threading.Thread(target=worker, args=(c,)) for c in counters for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    bound = item.amount - 1 + processes * counters[0].batch
+    assert item.amount <= sum(allowed) <= bound
+
+
+def test_one_round_trip_per_push_for_every_identity(redis_url, monkeypatch) -> None:
+    import redis
+
+    _item, [c] = _redis_counters(redis_url, "1000/minute", 1, 0.5, interval=3600)
+    calls = []
+    original = redis.client.Pipeline.execute
+
+    def counting(self, *args, **kwargs):
+        calls.append(len(self.command_stack))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counting)
+    for i in range(30):
+        c.hit(f"addr:{i % 6}")
+    c.sync()
+    assert len(calls) == 2  # the first request's push, then one for the six identities
+    assert calls[1] == 2 * 6  # SET NX EX + INCRBY per identity, one pipeline
