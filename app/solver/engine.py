@@ -79,7 +79,8 @@ class Problem:
 
     @property
     def pair_count(self) -> int:
-        return sum(map(len, self.customers))
+        counted = getattr(self.customers, "pair_count", None)  # bulk.PairRows knows it
+        return counted if counted is not None else sum(map(len, self.customers))
 
 
 @dataclass(slots=True)

@@ -1,15 +1,24 @@
 """Parsing, validation and rendering of solver problems: legacy JSON, v2 JSON and Code Jam text.
 
-The validation pass walks every pair anyway, so it also builds the engine's propagation index;
-solve() then only propagates.
+Validation also builds the engine's propagation index; solve() then only propagates. JSON is
+decoded by msgspec into typed structures (`documents`), and a large problem is validated and
+indexed over whole arrays (`bulk`). The precise walk below checks pair by pair and names every
+bad field with its JSON pointer: it runs for small problems, where it is the faster one, and
+whenever the fast path finds something wrong, so error messages do not depend on the path.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import chain
+from operator import attrgetter
+from typing import Any
 
+import msgspec
+import numpy as np
+
+from app.solver import bulk, documents
 from app.solver.engine import GLOSSY, MATTE, IndexBuilder, Problem, Solution
 
 MAX_ERRORS = 20
@@ -19,6 +28,8 @@ _FINISH_NAMES = ("glossy", "matte")
 _V2_PAIR_KEYS = frozenset({"color", "finish"})
 _MAX_TOKEN_DIGITS = 30
 _SKIP = object()  # a row whose errors were already reported
+_PAIR_COLOR = attrgetter("color")
+_PAIR_FINISH = attrgetter("finish")
 
 Pointer = Callable[[int, int | None], str]
 
@@ -49,6 +60,15 @@ class ProblemFormatError(ValueError):
         first = str(errors[0]) if errors else "invalid problem"
         more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
         super().__init__(" ".join(f"{first}{more}".split()))
+
+    def every_error(self) -> str:
+        """All errors on one line (the `/v1/` answer), noting when the parse stopped early."""
+        if not self.errors:
+            return str(self)
+        text = "; ".join(" ".join(str(error).split()) for error in self.errors)
+        if len(self.errors) >= MAX_ERRORS and self.status != 413:
+            text += f"; (stopped after {MAX_ERRORS} errors)"
+        return text
 
 
 class _Errors:
@@ -103,7 +123,20 @@ def _positive_int(errs: _Errors, pointer: str, value: object, what: str) -> int 
 # --- shared core: validate [T, X1, Y1, ...] rows and build the propagation index ---------------
 
 
-def _build(n: int, rows: list, limits: Limits, ptr: Pointer, errs: _Errors) -> Problem | None:
+def _build(
+    n: int, rows: list, limits: Limits, ptr: Pointer, errs: _Errors, *, typed: bool = False
+) -> Problem | None:
+    """Validate and index `rows`; `typed` when the decoder guaranteed lists of integers."""
+    arrays = bulk.int_rows(rows, typed=typed)
+    if arrays is not None:
+        problem = bulk.legacy_problem(n, *arrays, limits.max_pairs)
+        if problem is not None:
+            return problem
+    return _walk(n, rows, limits, ptr, errs)
+
+
+def _walk(n: int, rows: list, limits: Limits, ptr: Pointer, errs: _Errors) -> Problem | None:
+    """The precise path: pair by pair, every error with its pointer."""
     m = len(rows)
     builder = IndexBuilder(n, m)
     add = builder.add
@@ -197,14 +230,25 @@ def _single_matte(errs: _Errors, ptr: Pointer, i: int, xs: list, ys: list) -> in
 
 
 def parse_legacy_json(text: str | bytes, limits: Limits) -> Problem:
+    document = documents.legacy(text)
+    if document is not None:
+        return parse_legacy(_legacy_dict(document), limits, typed=True)
     try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as exc:
+        data = documents.loads(text)
+    except documents.JsonSyntaxError as exc:
         raise _fail("", f"input is not valid JSON: {exc}") from None
     return parse_legacy(data, limits)
 
 
-def parse_legacy(data: object, limits: Limits) -> Problem:
+def _legacy_dict(document: documents.LegacyDocument) -> dict:
+    return {
+        "colors": document.colors,
+        "customers": document.customers,
+        "demands": document.demands,
+    }
+
+
+def parse_legacy(data: object, limits: Limits, *, typed: bool = False) -> Problem:
     if not isinstance(data, dict):
         raise _fail(
             "", f"expected a JSON object with colors, customers and demands, got {_kind(data)}"
@@ -233,7 +277,7 @@ def parse_legacy(data: object, limits: Limits) -> Problem:
     if m != len(demands):
         errs.add("/customers", f"says {m} customers but demands has {len(demands)} entries")
         errs.raise_if_any()
-    problem = _build(n, demands, limits, _legacy_pointer, errs)
+    problem = _build(n, demands, limits, _legacy_pointer, errs, typed=typed)
     errs.raise_if_any()
     assert problem is not None
     return problem
@@ -352,6 +396,53 @@ def parse_any(data: object, limits: Limits) -> tuple[str, Problem]:
     return "v2", parse_v2(data, limits)
 
 
+def parse_json_document(
+    raw: bytes, limits: Limits, decode: Callable[[], Any] | None = None
+) -> tuple[str, Problem]:
+    """A JSON body in the v2 or the legacy format, as `parse_any(decode())` would parse it.
+
+    `decode` is the generic decoder for what the typed one refuses (default: json.loads, raising
+    documents.JsonSyntaxError). A body with `\\u` escapes goes to it too, so that its checks of
+    decoded text (NUL, lone surrogates) also see the fields a legacy document may add.
+    """
+    if b"\\u" not in raw:
+        if b'"demands"' in raw:  # a cheap guess; a wrong one costs only the generic decode
+            legacy = documents.legacy(raw)
+            if legacy is not None:
+                return "legacy", parse_legacy(_legacy_dict(legacy), limits, typed=True)
+        else:
+            v2 = documents.v2(raw)
+            if v2 is not None:
+                return "v2", _parse_v2_typed(v2, limits)
+    return parse_any(decode() if decode is not None else documents.loads(raw), limits)
+
+
+def _parse_v2_typed(document: documents.V2Document, limits: Limits) -> Problem:
+    customers = document.customers
+    n = document.colors
+    if 1 <= n <= limits.max_colors and 0 < len(customers) <= limits.max_customers:
+        counts = np.fromiter(map(len, customers), dtype=np.int64, count=len(customers))
+        total = int(counts.sum())
+        if 3 * total >= bulk.BULK_MIN_VALUES and total <= limits.max_pairs:
+            problem = _v2_bulk(n, counts, list(chain.from_iterable(customers)), limits)
+            if problem is not None:
+                return problem
+    return parse_v2(msgspec.to_builtins(document), limits)
+
+
+def _v2_bulk(
+    n: int, counts: np.ndarray, pairs: list[documents.V2Pair], limits: Limits
+) -> Problem | None:
+    try:
+        colors = np.fromiter(map(_PAIR_COLOR, pairs), dtype=np.int64, count=len(pairs))
+    except OverflowError:  # a color beyond int64: the precise walk reports it
+        return None
+    finishes = np.fromiter(
+        map(_FINISHES.__getitem__, map(_PAIR_FINISH, pairs)), dtype=np.int64, count=len(pairs)
+    )
+    return bulk.pairs_problem(n, counts, colors, finishes, limits.max_pairs)
+
+
 # --- Code Jam text ----------------------------------------------------------------------------
 
 
@@ -359,10 +450,11 @@ class _Lines:
     """Non-blank lines of a text with their 1-based line numbers."""
 
     def __init__(self, text: str) -> None:
+        # split() and strip() agree on what is blank: a line is kept when it has a token
         self.items = [
-            (number, line.split())
-            for number, line in enumerate(text.split("\n"), start=1)
-            if line.strip()
+            (number, tokens)
+            for number, tokens in enumerate(map(str.split, text.split("\n")), start=1)
+            if tokens
         ]
         self.pos = 0
 
@@ -466,6 +558,9 @@ def _codejam_problem(
     _positive_int(errs, f"/line/{number}", m, "the number of customers")
     errs.raise_if_any()
     _check_sizes(n, m, limits, where=f"/line/{number}")
+    problem = _codejam_bulk(n, items, limits)
+    if problem is not None:
+        return problem
     rows: list = []
     budget = 2 * limits.max_pairs + len(items)
     for line_number, tokens in items:
@@ -486,10 +581,28 @@ def _codejam_problem(
         else:
             rows.append(values)
     line_numbers = [line_number for line_number, _ in items]
-    problem = _build(n, rows, limits, lambda i, k: f"/line/{line_numbers[i]}", errs)
+    problem = _walk(n, rows, limits, lambda i, k: f"/line/{line_numbers[i]}", errs)
     errs.raise_if_any()
     assert problem is not None
     return problem
+
+
+def _codejam_bulk(n: int, items: list[tuple[int, list[str]]], limits: Limits) -> Problem | None:
+    """A large case whose tokens are all short ASCII digit strings, checked and indexed in bulk."""
+    token_rows = [tokens for _, tokens in items]
+    lengths = np.fromiter(map(len, token_rows), dtype=np.int64, count=len(token_rows))
+    total = int(lengths.sum())
+    if total < bulk.BULK_MIN_VALUES or total > 2 * limits.max_pairs + len(items):
+        return None
+    tokens = list(chain.from_iterable(token_rows))
+    digits = "".join(tokens)
+    if not (digits.isascii() and digits.isdigit()) or max(map(len, tokens)) > _MAX_TOKEN_DIGITS:
+        return None
+    try:
+        values = np.fromiter(map(int, tokens), dtype=np.int64, count=total)
+    except OverflowError:  # a value beyond int64 (up to 30 digits): the walk reports it
+        return None
+    return bulk.legacy_problem(n, lengths, values, limits.max_pairs)
 
 
 # --- rendering --------------------------------------------------------------------------------

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Response, jsonify, request
+from flask import Response, g, jsonify, request
 from flask_smorest import Blueprint
 
 from app.auth.decorators import SECURITY, auth_required, legacy_key_rejection
 from app.errors import ApiError, field_error
+from app.history import inputs, recording
 from app.ops.chaos import maybe_inject_failure
 from app.solver import formats, service
 from app.solver.schemas import BATCH_BODY, SOLVE_BODY, BatchItemSchema, SolveResultSchema
@@ -43,7 +44,9 @@ def legacy_get():
     raw = request.args.get("input")
     if raw is None:
         return _text("missing input parameter", 400)
-    return _legacy_answer(service.solve_legacy_text(raw))
+    outcome = service.solve_legacy_text(raw)
+    _record("v1", inputs.TEXT, raw, [outcome])
+    return _legacy_answer(outcome)
 
 
 @legacy_bp.post("/")
@@ -63,7 +66,9 @@ def legacy_post():
         raw = request.form.get("input")
     if not raw:
         return _text("missing input: send form field 'input' or a JSON body", 400)
-    return _legacy_answer(service.solve_legacy_text(raw))
+    outcome = service.solve_legacy_text(raw)
+    _record("v1", inputs.TEXT, raw, [outcome])
+    return _legacy_answer(outcome)
 
 
 @bp.post("")
@@ -76,7 +81,12 @@ def legacy_post():
 def solve():
     """Solve one problem (v2 or legacy JSON). An impossible problem is a 200 with an explanation."""
     maybe_inject_failure()
-    outcome = service.solve_document(request.get_json())
+    if not request.is_json:
+        request.get_json()  # raises the project's 415
+    # typed C-speed decoding; request.get_json (400 for a body that is not JSON) as the fallback
+    raw = request.get_data()
+    outcome = service.solve_json_body(raw, request.get_json)
+    _record("v2", inputs.TEXT, raw, [outcome])
     if outcome.error is not None:
         raise format_problem(outcome.error)
     return jsonify(outcome_body(outcome))
@@ -97,6 +107,7 @@ def solve_batch():
         text = request.get_data(cache=False).decode("utf-8", errors="replace")
         try:
             outcomes = service.solve_codejam_text(text)
+            _record("batch", inputs.CODEJAM, text, outcomes)
         except formats.ProblemFormatError as error:
             raise format_problem(error) from None
         return _text(formats.format_codejam([o.error or o.solution for o in outcomes]))
@@ -112,6 +123,7 @@ def solve_batch():
         raise ApiError(413, f"at most {limit} problems per batch (SOLVER_MAX_BATCH_ITEMS)",
                        slug="limit-exceeded", extra={"limit": "SOLVER_MAX_BATCH_ITEMS"})
     outcomes = service.solve_batch_documents(items)
+    _record("batch", inputs.JSON_ITEMS, request.get_data(), outcomes)
     return jsonify([{"index": i, **outcome_body(o)} for i, o in enumerate(outcomes)])
 
 
@@ -128,3 +140,30 @@ def format_problem(error: formats.ProblemFormatError) -> ApiError:
                         errors=[field_error(e.pointer, e.message) for e in error.errors])
     return ApiError(422, str(error), slug="invalid-problem",
                     errors=[field_error(e.pointer, e.message) for e in error.errors])
+
+
+def _record(endpoint: str, kind: str, raw: str | bytes, outcomes: list[service.Outcome]) -> None:
+    """History: the caller and each outcome as plain values, appended to the journal."""
+    if not recording.enabled():
+        return
+    user, key = g.get("current_user"), g.get("api_key")
+    caller = recording.Caller(user.id if user is not None else None,
+                              key.id if key is not None else None, request.remote_addr,
+                              request.headers.get("User-Agent"), g.get("request_id"))
+    recording.record(caller, endpoint, kind, raw, [_history_solve(o) for o in outcomes])
+
+
+def _history_solve(outcome: service.Outcome) -> recording.Solve:
+    problem, solution, error = outcome.problem, outcome.solution, outcome.error
+    result = matte = error_document = None
+    if error is not None:
+        error_document = {"status": error.status, "detail": str(error),
+                          "errors": [{"pointer": e.pointer, "detail": e.message}
+                                     for e in error.errors]}
+    elif solution is not None:
+        result, matte = formats.solution_to_v2(solution), solution.matte_count
+    return recording.Solve(
+        outcome.status, problem.colors if problem else None,
+        len(problem.customers) if problem else None, problem.pair_count if problem else None,
+        matte, round(outcome.duration_ms, 3), result, error_document,
+    )

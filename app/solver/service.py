@@ -1,6 +1,6 @@
 """Solve requests end to end: parse with the configured limits, solve, shape the answer.
 
-Routes call these functions; metrics (and history recording) hook in here, not in routes.
+Routes call these functions and record the outcomes in the history (plain values, routes.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from typing import Any
 
 from flask import current_app
 
-from app.history import service as history
 from app.ops import metrics
 from app.solver import engine, formats
 
@@ -71,23 +70,24 @@ def _attempt(endpoint: str, parse: Callable[[], tuple[str, engine.Problem]]) -> 
 
 def solve_legacy_text(raw: str | bytes, endpoint: str = "v1") -> Outcome:
     """The legacy `input` (a JSON document as text)."""
-    outcome = _attempt(endpoint, lambda: ("legacy", formats.parse_legacy_json(raw, limits())))
-    history.record_text(outcome, raw)
-    return outcome
+    return _attempt(endpoint, lambda: ("legacy", formats.parse_legacy_json(raw, limits())))
 
 
-def solve_document(data: Any, endpoint: str = "v2", *, record: bool = True) -> Outcome:
+def solve_document(data: Any, endpoint: str = "v2") -> Outcome:
     """A decoded JSON problem in the v2 or the legacy format."""
-    outcome = _attempt(endpoint, lambda: formats.parse_any(data, limits()))
-    if record:
-        history.record_documents([outcome], [data])
-    return outcome
+    return _attempt(endpoint, lambda: formats.parse_any(data, limits()))
+
+
+def solve_json_body(raw: bytes, decode: Callable[[], Any], endpoint: str = "v2") -> Outcome:
+    """A JSON body in the v2 or the legacy format, decoded by the typed fast path when it can.
+
+    `decode()` is the request's generic JSON decoding, for the bodies the fast path leaves to it.
+    """
+    return _attempt(endpoint, lambda: formats.parse_json_document(raw, limits(), decode))
 
 
 def solve_batch_documents(items: list[Any]) -> list[Outcome]:
-    outcomes = [solve_document(item, endpoint="batch", record=False) for item in items]
-    history.record_documents(outcomes, items)  # one INSERT for the whole batch
-    return outcomes
+    return [solve_document(item, endpoint="batch") for item in items]
 
 
 def solve_codejam_text(text: str, endpoint: str = "batch") -> list[Outcome]:
@@ -103,7 +103,6 @@ def solve_codejam_text(text: str, endpoint: str = "batch") -> list[Outcome]:
             outcomes.append(_attempt(endpoint, _raiser(parsed)))
         else:
             outcomes.append(_attempt(endpoint, lambda p=parsed: ("codejam", p)))
-    history.record_codejam(outcomes, text)
     return outcomes
 
 

@@ -1,0 +1,155 @@
+"""Array-level validation and index building for large problems (numpy, no per-pair Python).
+
+The precise walk in `formats` checks a problem pair by pair so that it can name each bad field.
+Here the same rules are checked over whole arrays at once, and the engine's propagation index is
+built with a stable sort instead of per-pair appends. Any rule broken returns None: the caller
+then runs the precise walk, which finds and explains the error. Both paths build the same
+index (tests/solver/test_bulk.py compares them), so the answers are the same either way.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterator, Sequence
+from itertools import chain, pairwise
+
+import numpy as np
+
+from app.solver.engine import Pair, Problem, PropagationIndex
+
+# Below this many values (T, colors and finishes) the per-pair walk is faster than numpy's fixed
+# cost per call; above it the bulk path wins by 5-10x.
+BULK_MIN_VALUES = 4096
+_I64 = np.int64
+
+
+class PairRows(Sequence[tuple[Pair, ...]]):
+    """The customers of a problem as flat arrays; a customer's pairs are built when asked for."""
+
+    def __init__(self, offsets: list[int], colors: list[int], finishes: list[int]) -> None:
+        self._offsets = offsets  # customer i holds pairs offsets[i]:offsets[i + 1]
+        self._colors = colors
+        self._finishes = finishes
+
+    @property
+    def pair_count(self) -> int:
+        return len(self._colors)
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError("customer index out of range")
+        a, b = self._offsets[i], self._offsets[i + 1]
+        return tuple(zip(self._colors[a:b], self._finishes[a:b], strict=True))
+
+    def __iter__(self) -> Iterator[tuple[Pair, ...]]:
+        colors, finishes, offsets = self._colors, self._finishes, self._offsets
+        for a, b in pairwise(offsets):
+            yield tuple(zip(colors[a:b], finishes[a:b], strict=True))
+
+
+def int_rows(rows: Sequence[object], *, typed: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """Row lengths and all values of `rows`, when every row is a list of integers within int64
+    and there are at least BULK_MIN_VALUES values. `typed`: the decoder already checked types.
+    """
+    if not typed and set(map(type, rows)) != {list}:
+        return None
+    lengths = np.fromiter(map(len, rows), dtype=_I64, count=len(rows))  # type: ignore[arg-type]
+    total = int(lengths.sum())
+    if total < BULK_MIN_VALUES:
+        return None
+    if not typed and set(map(type, chain.from_iterable(rows))) != {int}:  # type: ignore[arg-type]
+        return None  # a bool, float, string... : the precise walk names it
+    try:
+        values = np.fromiter(chain.from_iterable(rows), dtype=_I64, count=total)  # type: ignore[arg-type]
+    except OverflowError:
+        return None
+    return lengths, values
+
+
+def legacy_problem(
+    colors: int, lengths: np.ndarray, values: np.ndarray, max_pairs: int
+) -> Problem | None:
+    """Rows `[T, X1, Y1, ...]` given as their `lengths` and concatenated `values`."""
+    m = len(lengths)
+    if m == 0 or int(lengths.min()) < 1:
+        return None
+    starts = np.zeros(m, _I64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    counts = values[starts]
+    if int(counts.min()) < 1 or not np.array_equal(lengths, 2 * counts + 1):
+        return None
+    keep = np.ones(len(values), dtype=bool)
+    keep[starts] = False
+    pairs = values[keep]
+    return pairs_problem(colors, counts, pairs[0::2], pairs[1::2], max_pairs)
+
+
+def pairs_problem(
+    colors: int, counts: np.ndarray, xs: np.ndarray, ys: np.ndarray, max_pairs: int
+) -> Problem | None:
+    """Customer i likes the `counts[i]` pairs (xs, ys) that follow those of customer i - 1.
+
+    Returns None when a rule is broken: a customer with no pair, a color outside 1..colors, a
+    finish other than 0 and 1, two different matte colors in one customer, or more pairs than
+    `max_pairs` in total.
+    """
+    m = len(counts)
+    total = len(xs)
+    if m == 0 or int(counts.min()) < 1 or total > max_pairs or total != int(counts.sum()):
+        return None
+    if int(xs.min()) < 1 or int(xs.max()) > colors or int(ys.min()) < 0 or int(ys.max()) > 1:
+        return None
+    owner = np.repeat(np.arange(m, dtype=_I64), counts)
+    matte = ys.astype(bool)
+    matte_x = xs[matte]
+    matte_owner = owner[matte]
+    same_owner = matte_owner[1:] == matte_owner[:-1]
+    if bool(np.any(same_owner & (matte_x[1:] != matte_x[:-1]))):
+        return None
+    index = _index(colors, counts, xs, matte, owner, matte_x, matte_owner)
+    offsets = np.zeros(m + 1, _I64)
+    np.cumsum(counts, out=offsets[1:])
+    rows = PairRows(offsets.tolist(), xs.tolist(), ys.tolist())
+    return Problem(colors=colors, customers=rows, _index=index)
+
+
+def _index(
+    colors: int,
+    counts: np.ndarray,
+    xs: np.ndarray,
+    matte: np.ndarray,
+    owner: np.ndarray,
+    matte_x: np.ndarray,
+    matte_owner: np.ndarray,
+) -> PropagationIndex:
+    """The same tables as engine.IndexBuilder, entries of each color in customer order."""
+    m = len(counts)
+    matte_colors = np.zeros(m, _I64)
+    matte_colors[matte_owner] = matte_x
+    glossy_counts = counts - np.bincount(matte_owner, minlength=m)
+    glossy = ~matte
+    glossy_x = xs[glossy]
+    glossy_owner = owner[glossy]
+    # a customer with one glossy pair is stored as its matte color, one with several as ~customer
+    entries = np.where(
+        glossy_counts[glossy_owner] == 1, matte_colors[glossy_owner], ~glossy_owner
+    )
+    by_color = entries[np.argsort(glossy_x, kind="stable")].tolist()
+    bounds = np.zeros(colors + 2, _I64)
+    np.cumsum(np.bincount(glossy_x, minlength=colors + 1), out=bounds[1:])
+    edges = bounds.tolist()
+    occurrences = [tuple(by_color[a:b]) for a, b in pairwise(edges)]
+    multi = glossy_counts > 1
+    return PropagationIndex(
+        occurrences,
+        array("l", np.where(multi, glossy_counts, 0).astype(np.int_).tobytes()),
+        array("l", np.where(multi, matte_colors, 0).astype(np.int_).tobytes()),
+        matte_colors[glossy_counts == 0].tolist(),
+    )
