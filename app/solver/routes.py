@@ -23,7 +23,7 @@ def _text(body: str, status: int = 200) -> Response:
 def _legacy_answer(outcome: service.Outcome) -> Response:
     if outcome.error is not None:
         status = 413 if outcome.error.status == 413 else 400
-        return _text(str(outcome.error), status)
+        return _text(outcome.error.every_error(), status)
     return _text(formats.format_legacy(outcome.solution))
 
 

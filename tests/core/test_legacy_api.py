@@ -81,3 +81,23 @@ def test_old_exponential_inputs_are_instant(client):
     document = {"colors": n, "customers": n, "demands": demands}
     response = client.post("/v1/", json=document)
     assert response.data == b" ".join([b"1"] * n)
+
+
+def test_every_validation_error_is_listed(client):
+    raw = '{"colors": 2, "customers": 2, "demands": [[1, 3, 0], [1, 1, 2]]}'
+    response = client.get("/v1/?input=" + quote(raw))
+    assert response.status_code == 400
+    assert response.data == (b"/demands/0/1: color 3 is outside 1..2; "
+                             b"/demands/1/2: finish 2 is not 0 (glossy) or 1 (matte)")
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [("[" * 50_000, b"input is not valid JSON: JSON nested too deeply"),
+     ('{"colors": ' + "5" * 4400 + "}", b"a number has too many digits (at most 4300)")],
+)
+def test_json_errors_describe_the_input(client, raw, reason):
+    response = client.post("/v1/", data=raw.encode(), content_type="application/json")
+    assert response.status_code == 400
+    assert reason in response.data
+    assert b"recursion" not in response.data and b"sys." not in response.data

@@ -495,3 +495,42 @@ def test_arbitrary_text_only_raises_problem_format_error(text: str) -> None:
         return
     for result in results:
         assert isinstance(result, Problem | ProblemFormatError)
+
+
+# --- JSON syntax errors describe the input ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("[" * 100_000, "input is not valid JSON: JSON nested too deeply"),
+        ('{"colors": 1, "x": [' * 50_000, "input is not valid JSON: JSON nested too deeply"),
+        ('{"colors": ' + "7" * 5000 + ', "customers": 1, "demands": [[1, 1, 0]]}',
+         "input is not valid JSON: a number has too many digits (at most 4300)"),
+    ],
+)
+def test_json_errors_name_the_input_not_python(text: str, reason: str) -> None:
+    for raw in (text, text.encode()):
+        with pytest.raises(ProblemFormatError) as info:
+            parse_legacy_json(raw, LIMITS)
+        assert str(info.value) == reason
+        assert "recursion" not in str(info.value)
+        assert "sys." not in str(info.value)
+
+
+def test_every_error_lists_all_errors_on_one_line() -> None:
+    error = legacy_error(legacy([[1, 9, 0], [1, 1, 7]]))
+    assert "more errors" in str(error)
+    assert error.every_error() == (
+        "/demands/0/1: color 9 is outside 1..5; "
+        "/demands/1/2: finish 7 is not 0 (glossy) or 1 (matte)"
+    )
+
+
+def test_every_error_says_when_the_parse_stopped() -> None:
+    error = legacy_error(legacy([[1, 9, 0]] * (MAX_ERRORS + 5)))
+    assert len(error.errors) == MAX_ERRORS
+    text = error.every_error()
+    assert text.count("is outside 1..5") == MAX_ERRORS
+    assert text.endswith(f"(stopped after {MAX_ERRORS} errors)")
+    assert "\n" not in text
