@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from werkzeug.routing import BaseConverter
+from typing import Any
+
+from werkzeug.routing import BaseConverter, Map, PathConverter, UnicodeConverter
 
 MAX_ROW_ID = 2**63 - 1  # BIGINT; larger numbers cannot be ids and overflow database drivers
 
@@ -25,3 +27,30 @@ class RowIdConverter(BaseConverter):
 
     def to_url(self, value: int) -> str:
         return str(int(value))
+
+
+class TextConverter(UnicodeConverter):
+    """`<name>` / `<string:name>` that never matches a segment holding a NUL character.
+
+    No stored key can contain NUL (PostgreSQL refuses it in text), so such a path is no
+    resource: 404 for every method, before any view or database sees it. Lone surrogates cannot
+    arrive here: werkzeug decodes invalid UTF-8 in the path to U+FFFD.
+    """
+
+    def __init__(self, map: Map, *args: Any, **kwargs: Any) -> None:
+        super().__init__(map, *args, **kwargs)
+        self.regex = self.regex.replace("[^/]", r"[^/\x00]")
+
+
+class TextPathConverter(PathConverter):
+    """`<path:name>` without NUL characters, like TextConverter."""
+
+    regex = r"[^/\x00][^\x00]*?"
+
+
+CONVERTERS: dict[str, type[BaseConverter]] = {
+    "default": TextConverter,
+    "string": TextConverter,
+    "path": TextPathConverter,
+    "int": RowIdConverter,
+}

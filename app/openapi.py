@@ -2,8 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import flask
 import marshmallow as ma
-from flask_smorest import Api
+from flask_smorest import Api, Blueprint
+from webargs import core
+from webargs.flaskparser import FlaskParser, is_json_request
+
+
+class ApiParser(FlaskParser):
+    """webargs reads JSON bodies through `request.get_json`, like the views do.
+
+    webargs' own decoder is the standard library's, which answered a deep document with
+    "maximum recursion depth exceeded" and let NUL characters through to the database; one
+    decoder (app/jsonsafe.py, app/requests.py) gives every route the same precise problems.
+    """
+
+    def _raw_load_json(self, req: flask.Request) -> Any:
+        if not is_json_request(req):
+            return core.missing
+        return req.get_json(force=True)
+
+
+# Set before any route module decorates its views: `Blueprint.arguments` binds the parser then.
+# (app.extensions imports this module, and every route module imports app.extensions.)
+Blueprint.ARGUMENTS_PARSER = ApiParser()
 
 
 class ProblemSchema(ma.Schema):

@@ -19,11 +19,22 @@ def test_wrong_method_is_405_with_allow(client):
     assert "GET" in response.headers["Allow"]
 
 
-def test_oversized_body_is_413(make_app):
+def test_oversized_legacy_body_is_a_text_413_naming_the_limit(make_app):
     small = make_app(MAX_CONTENT_LENGTH=1024).test_client()
     response = small.post("/v1/", data={"input": "x" * 5000})
     assert response.status_code == 413
-    assert response.mimetype == PROBLEM_MIME
+    assert response.mimetype == "text/plain"
+    assert response.get_data(as_text=True) == \
+        "the request body exceeds 1024 bytes (MAX_CONTENT_LENGTH)"
+
+
+def test_oversized_v2_body_is_a_problem_naming_the_limit(make_app):
+    small = make_app(MAX_CONTENT_LENGTH=1024).test_client()
+    response = small.post("/api/v2/auth/login", data="x" * 5000, content_type="application/json")
+    assert response.status_code == 413
+    problem = response.get_json()
+    assert problem["type"] == "urn:paintshop:problem:payload-too-large"
+    assert "1024 bytes" in problem["detail"] and "MAX_CONTENT_LENGTH" in problem["detail"]
 
 
 def test_unexpected_exception_is_500_without_details(app, client, monkeypatch, caplog):
@@ -35,7 +46,7 @@ def test_unexpected_exception_is_500_without_details(app, client, monkeypatch, c
     monkeypatch.setattr(service, "solve_legacy_text", explode)
     response = client.get("/v1/?input={}")
     assert response.status_code == 500
-    assert response.mimetype == PROBLEM_MIME
+    assert response.mimetype == "text/plain"  # like every /v1/ answer
     assert b"secret internal detail" not in response.data
     assert b"Traceback" not in response.data
     assert any("unhandled exception" in r.getMessage() for r in caplog.records)
