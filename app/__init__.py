@@ -48,9 +48,11 @@ def _configure_logging(settings: Settings) -> None:
 
 
 def _configure_converters(app: Flask) -> None:
-    from app.converters import RowIdConverter
+    """Before any route: path parameters never hold NUL; `/api/v2/solve/` answers as without /."""
+    from app.converters import CONVERTERS
 
-    app.url_map.converters["int"] = RowIdConverter
+    app.url_map.converters.update(CONVERTERS)
+    app.url_map.strict_slashes = False
 
 
 def _configure_json(app: Flask) -> None:
@@ -147,8 +149,10 @@ def _register_hooks(app: Flask) -> None:
     from app.errors import register_error_handlers
     from app.extensions import db
     from app.ops.request_id import init_request_id
+    from app.requests import refuse_unsafe_fields
 
     init_request_id(app)
+    app.before_request(refuse_unsafe_fields)  # after the rate limit and the request id
     _init_observability(app)
     register_error_handlers(app)
 
