@@ -49,8 +49,11 @@ bench: install-dev
 
 ## CloudFormation and Elastic Beanstalk option checks (offline).
 lint-infra: install-dev
-	$(BIN)/cfn-lint infra/*.yaml
-	$(BIN)/pytest -q tests/deploy/test_ebextensions.py tests/deploy/test_cfn_lint.py tests/deploy/test_nginx.py
+	$(BIN)/cfn-lint --include-checks I -- infra/*.yaml
+	$(BIN)/pytest -q -p no:cacheprovider tests/deploy/test_ebextensions.py \
+		tests/deploy/test_environment.py tests/deploy/test_monitoring.py \
+		tests/deploy/test_pipeline.py tests/deploy/test_edge.py tests/deploy/test_cfn_lint.py \
+		tests/deploy/test_nginx.py
 
 ## Static security scan: fails on high-severity findings.
 security: install-dev

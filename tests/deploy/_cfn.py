@@ -17,7 +17,8 @@ class CfnLoader(yaml.SafeLoader):
 
     `!Ref X` -> {"Ref": X}, `!GetAtt A.B` -> {"Fn::GetAtt": ["A", "B"]}, `!Sub s` ->
     {"Fn::Sub": s}, ... Duplicate mapping keys raise (Elastic Beanstalk silently drops one of
-    two sections with the same key, AWS-NOTES §5 "Config files").
+    two sections with the same key: EB guide "Advanced environment customization with
+    configuration files").
     """
 
     tags_seen: list[str]
@@ -67,6 +68,17 @@ def load(path: Path) -> tuple[Any, list[str]]:
 
 def ebextension_files() -> list[Path]:
     return sorted(EBEXTENSIONS.glob("*.config"))
+
+
+def template(name: str) -> dict[str, Any]:
+    """infra/<name>.yaml, parsed (short-form tags in long form)."""
+    return load(INFRA / f"{name}.yaml")[0]
+
+
+def environment_option_settings() -> list[tuple[str, str, Any]]:
+    """(namespace, option, value) of the Elastic Beanstalk environment in infra/environment.yaml."""
+    env = template("environment")["Resources"]["Environment"]["Properties"]["OptionSettings"]
+    return [(o["Namespace"], o["OptionName"], o["Value"]) for o in env]
 
 
 def option_settings(doc: dict[str, Any]) -> list[tuple[str, str, Any]]:

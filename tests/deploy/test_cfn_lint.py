@@ -4,7 +4,7 @@ cfn-lint (PyPI, schemas bundled) runs offline. It does not understand .ebextensi
 their Resources are placed in a template next to stand-ins for the resources and parameters
 Elastic Beanstalk provides (AWSEBV2LoadBalancer, AWSEBAutoScalingGroup, AWSEBEnvironmentName,
 ...), with Fn::GetOptionSetting replaced by its DefaultValue. That validates every property of
-our alarms, dashboard and listener override against the CloudFormation resource schemas.
+the listener override and the Auto Scaling group override against the resource schemas.
 """
 
 from __future__ import annotations
@@ -63,9 +63,10 @@ EB_STAND_INS: dict[str, Any] = {
 }
 
 
-def run_cfn_lint(*paths: Path) -> subprocess.CompletedProcess[str]:
+def run_cfn_lint(*paths: Path, informational: bool = False) -> subprocess.CompletedProcess[str]:
+    extra = ["--include-checks", "I", "--"] if informational else []
     return subprocess.run(
-        [str(CFN_LINT), "--format", "parseable", *map(str, paths)],
+        [str(CFN_LINT), "--format", "parseable", *extra, *map(str, paths)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -77,6 +78,13 @@ def test_infra_templates_are_clean() -> None:
     templates = sorted(INFRA.glob("*.yaml"))
     assert templates, "no templates in infra/"
     result = run_cfn_lint(*templates)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_infra_templates_are_clean_including_informational_checks() -> None:
+    """I3011 among them: stateful resources (secrets, keys, logs, the database) say what happens
+    to their data when the stack replaces or deletes them."""
+    result = run_cfn_lint(*sorted(INFRA.glob("*.yaml")), informational=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -104,6 +112,9 @@ def ebextensions_stack() -> dict[str, Any]:
                 merged["Properties"].update(res.get("Properties", {}))
             else:
                 resources[name] = res
+    used = json.dumps(resources)
+    template["Parameters"] = {name: spec for name, spec in template["Parameters"].items()
+                              if f'"Ref": "{name}"' in used}  # fmt: skip
     return template
 
 

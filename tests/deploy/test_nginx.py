@@ -1,22 +1,28 @@
-"""The nginx override in .platform/nginx/: limits match the app; timeouts match gunicorn, ALB.
+"""The nginx override in .platform/nginx/: limits match the app; timeouts match gunicorn, ALB;
+slow-client protections match the rehearsal's proxy (staging/nginx.conf.template).
 
-If an nginx binary is on PATH the configuration is also checked with `nginx -t` (paths that
-only exist on the Elastic Beanstalk instance are redirected into a temporary directory).
+Where nginx is installed, both configurations also run for real in front of a stub upstream:
+the 16 KB request-line cap (issue 17 item 9) and the per-address connection limit are checked
+through the production file and through the rehearsal's load balancer (paths that exist only
+on an Elastic Beanstalk instance are redirected into a temporary directory).
 """
 
 from __future__ import annotations
 
 import re
-import shutil
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from ._cfn import ROOT, ebextension_files, load, option_settings
+from . import _nginx
+from ._cfn import ROOT, environment_option_settings
 
 NGINX_DIR = ROOT / ".platform" / "nginx"
 NGINX_CONF = NGINX_DIR / "nginx.conf"
+STAGING_CONF = ROOT / "staging" / "nginx.conf.template"
 GUNICORN_TIMEOUT_S = 60  # gunicorn.conf.py default `timeout`
 GUNICORN_KEEPALIVE_S = 75  # gunicorn.conf.py default `keepalive`
 MAX_CONTENT_LENGTH = 16 * 1024 * 1024  # app default MAX_CONTENT_LENGTH
@@ -26,15 +32,18 @@ UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 TIME_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
 
 
-def _config_text() -> str:
-    files = [NGINX_CONF, *sorted((NGINX_DIR / "conf.d").glob("**/*.conf"))]
-    text = "\n".join(p.read_text(encoding="utf-8") for p in files if p.exists())
+def _strip_comments(text: str) -> str:
     return "\n".join(line.split("#", 1)[0] for line in text.splitlines())
 
 
-def directive(name: str) -> list[str]:
-    values = re.findall(rf"(?m)^\s*{name}\s+([^;]+);", _config_text())
-    assert values, f"{name} is not set in .platform/nginx"
+def _config_text() -> str:
+    files = [NGINX_CONF, *sorted((NGINX_DIR / "conf.d").glob("**/*.conf"))]
+    return _strip_comments("\n".join(p.read_text(encoding="utf-8") for p in files if p.exists()))
+
+
+def directive(name: str, text: str | None = None) -> list[str]:
+    values = re.findall(rf"(?m)^\s*{name}\s+([^;]+);", _config_text() if text is None else text)
+    assert values, f"{name} is not set"
     assert len(values) == 1, f"{name} is set {len(values)} times"
     return values[0].split()
 
@@ -50,15 +59,13 @@ def seconds(value: str) -> int:
 
 
 def alb_idle_timeout() -> int:
-    for path in ebextension_files():
-        doc, _ = load(path)
-        for ns, name, value in option_settings(doc or {}):
-            if ns == "aws:elbv2:loadbalancer" and name == "IdleTimeout":
-                return int(value)
+    for ns, name, value in environment_option_settings():
+        if ns == "aws:elbv2:loadbalancer" and name == "IdleTimeout":
+            return int(value)
     return 60  # ALB default
 
 
-@pytest.mark.parametrize("path", [NGINX_CONF, ROOT / "staging" / "nginx.conf.template"])
+@pytest.mark.parametrize("path", [NGINX_CONF, STAGING_CONF])
 def test_access_logs_leave_out_query_strings(path: Path) -> None:
     """Legacy GETs carry the problem in the query and `?api_key=` a secret: log the path only."""
     text = "\n".join(line.split("#", 1)[0] for line in path.read_text().splitlines())
@@ -106,7 +113,7 @@ def test_keeps_elastic_beanstalk_includes() -> None:
     assert re.search(r"include\s+conf\.d/elasticbeanstalk/\*\.conf;", server)
 
 
-@pytest.mark.skipif(shutil.which("nginx") is None, reason="no nginx binary on PATH")
+@pytest.mark.skipif(_nginx.NGINX is None, reason="nginx is not installed")
 def test_nginx_accepts_the_configuration(tmp_path: Path) -> None:
     conf_dir = tmp_path / "conf"
     (conf_dir / "conf.d" / "elasticbeanstalk").mkdir(parents=True)
@@ -125,7 +132,7 @@ def test_nginx_accepts_the_configuration(tmp_path: Path) -> None:
     (conf_dir / "nginx.conf").write_text(text, encoding="utf-8")
     result = subprocess.run(
         [
-            shutil.which("nginx"),
+            _nginx.NGINX,
             "-t",
             "-p",
             str(conf_dir),
@@ -141,3 +148,147 @@ def test_nginx_accepts_the_configuration(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
+
+
+# ------------------------------------------------------------------ slow clients (issue 17.1)
+
+# Directives that protect gunicorn from slow or oversized clients; production must carry the
+# rehearsal's values, since the rehearsal is where the drills measure them.
+PROTECTIONS = (
+    "client_header_timeout", "client_body_timeout", "send_timeout", "reset_timedout_connection",
+    "proxy_request_buffering", "client_max_body_size", "client_body_buffer_size",
+    "large_client_header_buffers", "limit_conn", "limit_conn_status",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", PROTECTIONS)
+def test_production_has_the_rehearsals_protection(name: str) -> None:
+    staging = _strip_comments(STAGING_CONF.read_text(encoding="utf-8"))
+    assert directive(name) == directive(name, staging)
+
+
+def test_refused_requests_are_answered_not_reset() -> None:
+    staging = _strip_comments(STAGING_CONF.read_text(encoding="utf-8"))
+    assert directive("lingering_close") == directive("lingering_close", staging) == ["always"]
+
+
+def test_slow_clients_are_cut_off_quickly() -> None:
+    for name in ("client_header_timeout", "client_body_timeout"):
+        (value,) = directive(name)
+        assert seconds(value) <= 10, name
+    assert directive("proxy_request_buffering") == ["on"]
+
+
+def _limit_zone(text: str) -> tuple[str, str]:
+    key, zone, *_ = directive("limit_conn_zone", text)
+    return key, zone
+
+
+def test_connection_limit_is_per_client_address() -> None:
+    """The rehearsal's proxy is the edge; production's sits behind the ALB, whose node address
+    is $remote_addr: there the client is the last X-Forwarded-For entry."""
+    staging = _strip_comments(STAGING_CONF.read_text(encoding="utf-8"))
+    staging_key, staging_zone = _limit_zone(staging)
+    production_key, production_zone = _limit_zone(_config_text())
+    assert staging_key == "$binary_remote_addr"
+    assert staging_zone == production_zone == "zone=per_client:10m"
+    mapped = re.search(r"map\s+\$http_x_forwarded_for\s+" + re.escape(production_key)
+                       + r"\s*\{([^}]*)\}", _config_text())  # fmt: skip
+    assert mapped, f"{production_key} is not mapped from X-Forwarded-For"
+    assert re.search(r"default\s+\$remote_addr;", mapped.group(1))
+
+
+def _forwarded_client_pattern() -> re.Pattern[str]:
+    mapped = re.search(r'map\s+\$http_x_forwarded_for\s+\$\w+\s*\{\s*"~([^"]+)"\s+\$1;',
+                       _config_text())  # fmt: skip
+    assert mapped
+    return re.compile(mapped.group(1))
+
+
+@pytest.mark.parametrize(("header", "client"), [
+    ("203.0.113.7", "203.0.113.7"),
+    ("198.51.100.1, 203.0.113.7", "203.0.113.7"),  # a client's own (spoofable) entry is ignored
+    ("a, b,203.0.113.7 ", "203.0.113.7"),
+    ("2001:db8::1", "2001:db8::1"),
+])
+def test_the_client_key_is_the_entry_the_load_balancer_appended(header: str, client: str) -> None:
+    match = _forwarded_client_pattern().search(header)
+    assert match and match.group(1) == client
+
+
+# ------------------------------------------------------------------ nginx for real
+
+needs_nginx = pytest.mark.skipif(_nginx.NGINX is None, reason="nginx is not installed")
+LEGACY_LINE = 16_000  # a long legacy GET that the ALB and both proxies must pass
+HUGE_LINE = 5 * 1024 * 1024  # gunicorn (limit_request_line=0) spent 3.2 s of CPU on this
+
+
+def _path(line_bytes: int) -> str:
+    """A /v1/?input= path whose request line (`GET <path> HTTP/1.1`) is `line_bytes` long."""
+    return "/v1/?input=" + "1" * (line_bytes - len("GET /v1/?input= HTTP/1.1"))
+
+
+def _line_caps(target) -> None:
+    status, _ = _nginx.request_line_status(target, _path(LEGACY_LINE))
+    assert status == 200, "a 16 000-byte legacy request line must reach the app"
+    status, _ = _nginx.request_line_status(target, _path(16 * 1024 + 1))
+    assert status == 414
+    status, took = _nginx.request_line_status(target, _path(HUGE_LINE))
+    assert status == 414, "a 5 MB request line is refused by the proxy, never parsed by gunicorn"
+    assert took < 5, f"the refusal came after {took:.1f} s"
+
+
+@needs_nginx
+def test_production_proxy_caps_request_lines_at_16_kb(tmp_path: Path) -> None:
+    with _nginx.production(tmp_path) as target:
+        _line_caps(target)
+
+
+@needs_nginx
+def test_rehearsal_proxy_caps_request_lines_at_16_kb(tmp_path: Path) -> None:
+    with _nginx.rehearsal(tmp_path) as target:
+        _line_caps(target)
+
+
+def _open_slow_body(target, forwarded: str | None) -> socket.socket:
+    """A POST whose header is complete and whose body is still coming (held by nginx)."""
+    sock = _nginx.connect(target)
+    xff = f"X-Forwarded-For: {forwarded}\r\n" if forwarded else ""
+    sock.sendall(f"POST /v1/ HTTP/1.1\r\nHost: paintshop.test\r\n{xff}"
+                 "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n[1".encode())
+    return sock
+
+
+def _complete_post(target, forwarded: str | None) -> int:
+    sock = _open_slow_body(target, forwarded)
+    try:
+        sock.sendall(b"0" * 998 + b"]")
+        return _nginx.status_of(sock)
+    finally:
+        sock.close()
+
+
+def _held_requests_limit(target, forwarded: str | None, other: str | None) -> None:
+    held = [_open_slow_body(target, forwarded) for _ in range(100)]
+    try:
+        time.sleep(0.3)  # every header read, every request counted
+        assert _complete_post(target, forwarded) == 429, "the 101st request from one address"
+        if other is not None:
+            assert _complete_post(target, other) == 200, "another address is not limited"
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.3)
+    assert _complete_post(target, forwarded) == 200, "the address is served again"
+
+
+@needs_nginx
+def test_production_proxy_limits_requests_per_forwarded_client(tmp_path: Path) -> None:
+    with _nginx.production(tmp_path) as target:
+        _held_requests_limit(target, "198.51.100.1, 203.0.113.7", "203.0.113.7, 192.0.2.9")
+
+
+@needs_nginx
+def test_rehearsal_proxy_limits_requests_per_address(tmp_path: Path) -> None:
+    with _nginx.rehearsal(tmp_path) as target:
+        _held_requests_limit(target, None, None)
