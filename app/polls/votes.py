@@ -11,9 +11,10 @@ and is held only from the bump to the commit; votes on different polls share no 
 never wait for each other. Closing updates only the poll row; deleting locks the poll row first
 and so waits for votes in flight (their ballot INSERT's foreign key check waits on it too).
 
-PostgreSQL runs the whole transaction as `poll_cast_vote()` (migration 0006): BEGIN, that one
-SELECT, COMMIT. SQLite runs the same steps as separate Core statements, the first write taking
-the database's write lock before anything is read inside the transaction.
+PostgreSQL runs the whole transaction as `poll_cast_vote()` (migration 0006), one SELECT on an
+autocommit connection: the statement is the transaction (one round trip; with the token check,
+two per vote). SQLite runs the same steps as Core statements in the session's transaction, the
+first write taking the database's write lock before anything is read inside the transaction.
 
 What Python must know before the statement (option labels and count, max_choices, the privacy
 probability) never changes after a poll is created, so each process keeps it per poll id
@@ -33,10 +34,11 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import JSON, bindparam, func, or_, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from app.auth.models import User
 from app.db import utcnow
+from app.dbpool import autocommit
 from app.errors import ApiError, field_error
 from app.extensions import db
 from app.ops.metrics import VOTES
@@ -89,23 +91,17 @@ def cast_vote(poll_id: str, user: User, raw_choices: list[int | str],
             VOTES.labels(outcome="rejected").inc()
             raise
         p = definition.truth_probability
-        # For private polls the true choice lives only in this frame; the randomized one is stored.
         k = len(definition.options)
+        # For private polls the true choice lives only in this frame; the randomized one is stored.
         stored = chosen if p is None else [stats.randomize_choice(chosen[0], k, p, _rng)]
         del chosen
         now = utcnow()
         bodies = {status: _vote_body(poll_id, status, now, stored, p is not None)
                   for status in SUCCESS}
-        try:
-            result = _run(definition, user_id, username, stored, now, key, bodies)
-        except IntegrityError:  # the poll was deleted under our feet (ballot foreign key)
-            db.session.rollback()
-            result = _Result("stale")
+        result = _run(definition, user_id, username, stored, now, key, bodies)
         if result.outcome in SUCCESS:
-            db.session.commit()
             VOTES.labels(outcome=result.outcome).inc()
             return VoteOutcome(result.status or 0, result.body or {})
-        db.session.rollback()
         if result.outcome == "stale":
             _forget_definition(poll_id)
             if attempt == 1:
@@ -195,10 +191,8 @@ def poll_definition(poll_id: str) -> PollDefinition:
     definition = cache.get(poll_id)
     if definition is not None:
         return definition
-    row = db.session.execute(
-        select(Poll.created_at, Poll.options, Poll.max_choices, Poll.truth_probability)
-        .where(Poll.id == poll_id)
-    ).one_or_none()
+    with autocommit(db.engine) as connection:
+        row = connection.execute(_DEFINITION, {"poll_id": poll_id}).one_or_none()
     if row is None:
         raise ApiError(404, "no such poll", slug="not-found")
     definition = PollDefinition(poll_id, row.created_at, tuple(row.options), row.max_choices,
@@ -237,6 +231,9 @@ def _vote_body(poll_id: str, status: str, now: datetime, stored: list[int],
     }
 
 
+_polls = Poll.__table__.c
+_DEFINITION = select(_polls.created_at, _polls.options, _polls.max_choices,
+                     _polls.truth_probability).where(_polls.id == bindparam("poll_id"))
 _CAST_VOTE = select(
     func.poll_cast_vote(
         bindparam("poll_id"), bindparam("created_at"), bindparam("voter_id"),
@@ -244,18 +241,38 @@ _CAST_VOTE = select(
         bindparam("key"), bindparam("accepted", type_=JSON), bindparam("changed", type_=JSON),
     ).table_valued("o_outcome", "o_status", "o_body", "o_key_poll_id")
 )
+# SQLSTATEs poll_cast_vote() raises to undo its writes (migration 0006).
+_RAISED = {"VT001": "not_open", "VT002": "key_race"}
 
 
 def _run(definition: PollDefinition, user_id: int, username: str, stored: list[int],
          now: datetime, key: str | None, bodies: dict[str, dict[str, Any]]) -> _Result:
-    if db.session.get_bind().dialect.name == "postgresql":
-        row = db.session.execute(_CAST_VOTE, {
-            "poll_id": definition.id, "created_at": definition.created_at, "voter_id": user_id,
-            "username": username, "choices": stored, "now": now, "key": key,
-            "accepted": bodies["accepted"], "changed": bodies["changed"],
-        }).one()
-        return _Result(*row)
-    return _run_statements(definition, user_id, username, stored, now, key, bodies)
+    """The vote transaction, committed when the outcome is a success, else without effect."""
+    if db.engine.dialect.name != "postgresql":
+        try:
+            result = _run_statements(definition, user_id, username, stored, now, key, bodies)
+        except IntegrityError:
+            result = _Result("stale")
+        if result.outcome in SUCCESS:
+            db.session.commit()
+        else:
+            db.session.rollback()
+        return result
+    try:
+        with autocommit(db.engine) as connection:  # the statement is the transaction
+            row = connection.execute(_CAST_VOTE, {
+                "poll_id": definition.id, "created_at": definition.created_at,
+                "voter_id": user_id, "username": username, "choices": stored, "now": now,
+                "key": key, "accepted": bodies["accepted"], "changed": bodies["changed"],
+            }).one()
+    except IntegrityError:  # the poll was deleted under our feet (the ballot's foreign key)
+        return _Result("stale")
+    except DBAPIError as error:
+        outcome = _RAISED.get(getattr(error.orig, "pgcode", None) or "")
+        if outcome is None:
+            raise
+        return _Result(outcome)
+    return _Result(*row)
 
 
 def _run_statements(definition: PollDefinition, user_id: int, username: str,

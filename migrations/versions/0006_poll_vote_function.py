@@ -5,12 +5,12 @@ Revises: 0005_history_journal
 Create Date: 2026-11-30
 
 The whole vote transaction (Idempotency-Key replay, checks, ballot, tallies, version bump,
-remembered answer) as one PL/pgSQL function, so the app sends one statement and its COMMIT. The
-lock order is the one `app/polls/votes.py` documents: the voter's ballot, the tallies by
-ascending option, the poll row last, then the Idempotency-Key row. SQLite keeps the statements
-in Python (`app/polls/votes.py`), with the same outcomes. Every outcome other than
-'accepted'/'changed' is answered by rolling back: 'not_open' after writes (a close won the
-race) undoes them.
+remembered answer) as one PL/pgSQL function, so the app sends one statement, in autocommit mode:
+the statement is the transaction. The lock order is the one `app/polls/votes.py` documents: the
+voter's ballot, the tallies by ascending option, the poll row last, then the Idempotency-Key
+row. Refusals found before any write return an outcome; the two found after writes (the poll
+closed meanwhile: SQLSTATE VT001; the same Idempotency-Key won meanwhile: VT002) raise, which
+undoes the statement's writes. SQLite keeps the statements in Python, with the same outcomes.
 """
 
 from alembic import op
@@ -119,10 +119,8 @@ BEGIN
     UPDATE polls p SET version = p.version + 1, ballot_count = p.ballot_count + v_new::integer
      WHERE p.id = p_poll_id AND p.closed_at IS NULL AND p.opens_at <= p_now
        AND (p.closes_at IS NULL OR p.closes_at > p_now);
-    IF NOT FOUND THEN
-        o_outcome := 'not_open';  -- closed meanwhile: the caller rolls back
-        RETURN NEXT;
-        RETURN;
+    IF NOT FOUND THEN  -- closed meanwhile: undo the ballot and the tallies
+        RAISE EXCEPTION 'poll % closed during the vote', p_poll_id USING ERRCODE = 'VT001';
     END IF;
 
     o_status := CASE WHEN v_new THEN 201 ELSE 200 END;
@@ -131,10 +129,8 @@ BEGIN
         INSERT INTO poll_idempotency_keys (user_id, key, poll_id, status, body, created_at)
         VALUES (p_voter_id, p_key, p_poll_id, o_status, o_body, p_now)
         ON CONFLICT (user_id, key) DO NOTHING;
-        IF NOT FOUND THEN
-            o_outcome := 'key_race';  -- the same key won elsewhere: the caller rolls back
-            RETURN NEXT;
-            RETURN;
+        IF NOT FOUND THEN  -- the same key won meanwhile: undo this vote, answer with that one
+            RAISE EXCEPTION 'Idempotency-Key raced' USING ERRCODE = 'VT002';
         END IF;
     END IF;
     o_outcome := CASE WHEN v_new THEN 'accepted' ELSE 'changed' END;

@@ -1,0 +1,50 @@
+"""Pool helpers for the hot path: pre-ping only after idling, and autocommit connections.
+
+SQLAlchemy's `pool_pre_ping` sends `SELECT 1` at every checkout: one more round trip per
+transaction, on the hot path of every request. A connection checked in moments ago was alive
+then; the risky ones are those idle long enough for a failover, a restart or an idle cutoff to
+have closed them. So a checkout pings only a connection idle for more than `idle_seconds` and
+replaces it if the ping fails (the pool's documented DisconnectionError contract). A connection
+that dies while in busy use fails its statement instead; SQLAlchemy then invalidates the whole
+pool, so every other connection of that generation is replaced at its next checkout.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, exc
+
+_CHECKED_IN = "checked_in_at"
+
+
+def idle_ping_events(idle_seconds: float) -> list[tuple[Callable[..., None], str]]:
+    """`pool_events` for create_engine: record check-ins, ping stale connections at checkout."""
+
+    def on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_CHECKED_IN] = time.monotonic()
+
+    def on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        checked_in = record.info.get(_CHECKED_IN)
+        if checked_in is None or time.monotonic() - checked_in <= idle_seconds:
+            return  # new (just connected) or recently used
+        try:  # the engine's dialect knows how to ping its driver (as pool_pre_ping does)
+            proxy._pool._dialect.do_ping(dbapi_connection)
+        except Exception as error:  # any failure: discard it; the pool connects a new one
+            raise exc.DisconnectionError() from error
+
+    return [(on_checkin, "checkin"), (on_checkout, "checkout")]
+
+
+@contextmanager
+def autocommit(engine: Engine) -> Iterator[Connection]:
+    """A pooled connection in autocommit mode, returned at the end of the block.
+
+    Each statement is then its own transaction: one round trip, no BEGIN and no COMMIT. For
+    single-statement work on the hot path (the token check, a vote); nothing is cached.
+    """
+    with engine.connect() as connection:
+        yield connection.execution_options(isolation_level="AUTOCOMMIT")

@@ -1,0 +1,50 @@
+"""Pre-ping only after idling (app/dbpool.py): a dead idle connection is replaced, a busy pool
+sends no ping."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import sqlalchemy as sa
+
+from app.dbpool import idle_ping_events
+
+URL = os.environ.get("TEST_DATABASE_URL", "")
+pytestmark = pytest.mark.skipif(not URL.startswith("postgresql"),
+                                reason="needs PostgreSQL (TEST_DATABASE_URL)")
+
+
+def _engine(idle_seconds: float) -> sa.Engine:
+    return sa.create_engine(URL, pool_size=1, max_overflow=0, pool_pre_ping=False,
+                            pool_events=idle_ping_events(idle_seconds))
+
+
+
+
+def test_a_connection_killed_while_idle_is_replaced_at_checkout() -> None:
+    engine = _engine(idle_seconds=0)
+    try:
+        with engine.connect() as connection:
+            pid = connection.scalar(sa.text("SELECT pg_backend_pid()"))
+        with sa.create_engine(URL).connect() as admin:
+            admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        with engine.connect() as connection:  # would raise OperationalError without the ping
+            assert connection.scalar(sa.text("SELECT pg_backend_pid()")) != pid
+    finally:
+        engine.dispose()
+
+
+def test_a_recently_used_connection_is_not_pinged() -> None:
+    engine = _engine(idle_seconds=60)
+    try:
+        with engine.connect() as connection:
+            connection.scalar(sa.text("SELECT 1 + 1"))
+        pings: list[int] = []
+        original = engine.dialect.do_ping
+        engine.dialect.do_ping = lambda conn: pings.append(1) or original(conn)  # type: ignore
+        with engine.connect() as connection:
+            connection.scalar(sa.text("SELECT 2 + 2"))
+        assert pings == []
+    finally:
+        engine.dispose()
