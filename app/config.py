@@ -49,6 +49,12 @@ class Settings:
     solver_max_customers: int = 200_000
     solver_max_pairs: int = 600_000
     solver_max_batch_items: int = 1_000
+    # Solve requests with bodies of at least LARGE_REQUEST_BYTES (about 20,000 pairs) hold one of
+    # MAX_LARGE_IN_FLIGHT slots per process, else 503 + Retry-After (app/solver/inflight.py).
+    # One request at the limits takes about 140 MB at its peak; a t4g.small (2 GiB, 3 workers
+    # of about 110 MB) leaves room for 2 per worker (docs/PERFORMANCE.md).
+    solver_large_request_bytes: int = 256 * 1024
+    solver_max_large_in_flight: int = 2
     max_content_length: int = 16 * 1024 * 1024
 
     # Fault injection, for tests and rehearsals only (refused in production).
@@ -145,6 +151,7 @@ class Settings:
             problems.append("FAULT_FAILURE_RATE must be between 0 and 1")
         for name in ("solver_max_colors", "solver_max_customers", "solver_max_pairs",
                      "max_content_length", "db_pool_size", "solver_max_batch_items",
+                     "solver_large_request_bytes", "solver_max_large_in_flight",
                      "maintenance_interval_seconds", "poll_idempotency_retention_hours"):
             if getattr(self, name) < 1:
                 problems.append(f"{name.upper()} must be at least 1")

@@ -9,7 +9,7 @@ from app.auth.decorators import SECURITY, auth_required, legacy_key_rejection
 from app.errors import ApiError, field_error
 from app.history import inputs, recording
 from app.ops.chaos import maybe_inject_failure
-from app.solver import formats, service
+from app.solver import formats, inflight, service
 from app.solver.schemas import BATCH_BODY, SOLVE_BODY, BatchItemSchema, SolveResultSchema
 
 legacy_bp = Blueprint("legacy", __name__, url_prefix="/v1", description="Legacy text API")
@@ -54,6 +54,7 @@ def legacy_get():
                                   "content": {"text/plain": {"schema": {"type": "string"}}}},
                           "400": {"description": "bad input, one-line reason",
                                   "content": {"text/plain": {"schema": {"type": "string"}}}}})
+@inflight.bounded
 def legacy_post():
     """Solve a legacy problem sent as form field `input` or as a JSON body (for large inputs)."""
     rejection = legacy_key_rejection()
@@ -78,6 +79,8 @@ def legacy_post():
 @bp.alt_response(401, description="Missing or invalid credentials")
 @bp.alt_response(413, description="A size limit (named in the answer) is exceeded")
 @bp.alt_response(422, description="The problem is malformed; `errors` points at each bad field")
+@bp.alt_response(503, description="Too many large problems in flight; see Retry-After")
+@inflight.bounded
 def solve():
     """Solve one problem (v2 or legacy JSON). An impossible problem is a 200 with an explanation."""
     maybe_inject_failure()
@@ -100,6 +103,8 @@ def solve():
 @bp.alt_response(401, description="Missing or invalid credentials")
 @bp.alt_response(413, description="Too many problems or a size limit exceeded")
 @bp.alt_response(422, description="The batch itself is malformed")
+@bp.alt_response(503, description="Too many large problems in flight; see Retry-After")
+@inflight.bounded
 def solve_batch():
     """Solve many problems; a bad problem is reported for its item, the others are solved."""
     maybe_inject_failure()

@@ -1,0 +1,70 @@
+"""A bound on large solves in flight per process, so that a burst cannot exhaust a worker's memory.
+
+A problem at the limits (a 7 MB body, 600,000 pairs) raises a worker's peak RSS by about 140 MB
+while it is decoded, indexed and solved (docs/PERFORMANCE.md). A request whose body is at least
+SOLVER_LARGE_REQUEST_BYTES (or of unknown length) needs one of the process's
+SOLVER_MAX_LARGE_IN_FLIGHT slots; when none is free it is answered 503 with Retry-After at once,
+before its body is read. Smaller requests never wait for a slot.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from flask import current_app, request
+
+from app.errors import ApiError
+
+RETRY_AFTER_SECONDS = "1"
+_EXTENSION = "solver_large_slots"
+_create_lock = threading.Lock()
+
+log = logging.getLogger("app.solver")
+
+
+def slots() -> threading.BoundedSemaphore:
+    """This app's slots in this process (created on first use, so after gunicorn's fork)."""
+    extensions = current_app.extensions
+    gate = extensions.get(_EXTENSION)
+    if gate is None:
+        with _create_lock:
+            gate = extensions.get(_EXTENSION)
+            if gate is None:
+                limit = current_app.config["SETTINGS"].solver_max_large_in_flight
+                gate = extensions[_EXTENSION] = threading.BoundedSemaphore(limit)
+    return gate
+
+
+def is_large() -> bool:
+    length = request.content_length
+    return length is None or length >= current_app.config["SETTINGS"].solver_large_request_bytes
+
+
+def bounded(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Run `view` holding a slot when its request is large; 503 + Retry-After when none is free."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not is_large():
+            return view(*args, **kwargs)
+        gate = slots()
+        if not gate.acquire(blocking=False):
+            limit = current_app.config["SETTINGS"].solver_max_large_in_flight
+            log.warning("large solve refused: %d already in flight in this process", limit)
+            raise ApiError(
+                503,
+                f"this server is solving {limit} large problems already "
+                "(SOLVER_MAX_LARGE_IN_FLIGHT); retry shortly",
+                slug="busy",
+                headers={"Retry-After": RETRY_AFTER_SECONDS},
+            )
+        try:
+            return view(*args, **kwargs)
+        finally:
+            gate.release()
+
+    return wrapper
