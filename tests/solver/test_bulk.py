@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -228,7 +229,7 @@ def test_large_problem_takes_the_bulk_path_and_answers_like_the_walk() -> None:
 
 
 def test_pair_rows_behave_like_a_sequence() -> None:
-    rows = bulk.PairRows([0, 1, 3], [4, 5, 6], [1, 0, 0])
+    rows = bulk.PairRows(np.array([0, 1, 3]), np.array([4, 5, 6]), np.array([1, 0, 0]))
     assert len(rows) == 2
     assert rows[0] == ((4, MATTE),)
     assert rows[-1] == ((5, GLOSSY), (6, GLOSSY))
