@@ -1,9 +1,14 @@
 """gunicorn settings for every environment (Elastic Beanstalk runs the Procfile's web command).
 
-Timeouts nest inside nginx's and the load balancer's (.platform/nginx, .ebextensions): gunicorn
-kills a worker silent for 60 s, nginx waits 65 s for a response, the load balancer's idle timeout
-is 70 s, and keep-alive (75 s) outlasts the proxy's so the proxy, not gunicorn, closes idle
-connections.
+Timeouts nest inside nginx's and the load balancer's (.platform/nginx, infra/environment.yaml):
+gunicorn kills a worker silent for 60 s, nginx waits 65 s for a response, the load balancer's idle
+timeout is 70 s, and keep-alive (75 s) outlasts the proxy's so the proxy, not gunicorn, closes
+idle connections.
+
+gunicorn must only ever be reached through the proxy or on loopback: it binds 127.0.0.1 unless
+BIND_HOST says otherwise. Directly exposed, a few dozen connections that send their header or
+body slowly hold every worker thread, and an unlimited request line costs quadratic CPU; nginx
+in front cuts slow clients off, buffers bodies and caps lines at 16 KB (docs/DEPLOY.md).
 """
 
 import glob
@@ -16,7 +21,7 @@ import tempfile
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="paintshop-prometheus-")
 
-bind = f"{os.environ.get('BIND_HOST', '0.0.0.0')}:{int(os.environ.get('PORT', '8000'))}"  # noqa: S104
+bind = f"{os.environ.get('BIND_HOST', '127.0.0.1')}:{int(os.environ.get('PORT', '8000'))}"
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", str(max(2, (os.cpu_count() or 1) + 1))))
 # Server-sent event streams hold a thread each: POLL_STREAM_MAX_PER_PROCESS (4) stays below this.
@@ -33,6 +38,13 @@ max_requests_jitter = max_requests // 10
 # the load balancer bound it in front.
 limit_request_line = int(os.environ.get("GUNICORN_LIMIT_REQUEST_LINE", "0"))
 limit_request_field_size = 16384
+
+# gunicorn's control socket (gunicornc) defaults to ONE path per user and host
+# ($XDG_RUNTIME_DIR/gunicorn.ctl or ~/.gunicorn/gunicorn.ctl): every instance started on a host
+# replaces it and every stop removes it, another instance's included. Nothing here uses it, so
+# it is off; GUNICORN_CONTROL_SOCKET=<path> turns it on at a path of that instance's own.
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
+control_socket_disable = not control_socket
 
 # The app writes one JSON line per request (logger app.request: route, status, duration, user,
 # request id), so gunicorn's own access line would only repeat it, at about a quarter of a small

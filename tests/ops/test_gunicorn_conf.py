@@ -1,9 +1,16 @@
-"""gunicorn.conf.py's Prometheus hooks and JSON log configuration, without starting gunicorn."""
+"""gunicorn.conf.py: Prometheus hooks, JSON logs, loopback bind and the control socket."""
 
 from __future__ import annotations
 
 import logging.config
+import os
 import runpy
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -86,3 +93,92 @@ def test_the_logger_writes_access_lines_only_when_asked(
     logger.cfg = SimpleNamespace(accesslog=accesslog)
     logger.access("resp", "req", {}, 0.001)
     assert bool(calls) is written
+
+
+# --- binding and the control socket -------------------------------------------------------------
+
+
+def test_binds_loopback_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Path) -> None:
+    """gunicorn must only be reachable through the proxy or on loopback (issue 17 item 1)."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "prom"))
+    monkeypatch.delenv("BIND_HOST", raising=False)
+    monkeypatch.setenv("PORT", "8123")
+    assert runpy.run_path(str(ROOT / "gunicorn.conf.py"))["bind"] == "127.0.0.1:8123"
+
+
+def test_control_socket_is_off_unless_given_a_path(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "prom"))
+    monkeypatch.delenv("GUNICORN_CONTROL_SOCKET", raising=False)
+    assert runpy.run_path(str(ROOT / "gunicorn.conf.py"))["control_socket_disable"] is True
+    monkeypatch.setenv("GUNICORN_CONTROL_SOCKET", str(tmp_path / "a.ctl"))
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert conf["control_socket_disable"] is False
+    assert conf["control_socket"] == str(tmp_path / "a.ctl")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start(home: Path, **env: str) -> tuple[subprocess.Popen, int]:
+    """The Procfile's gunicorn settings serving a bare WSGI app, HOME and XDG dirs in `home`."""
+    port = _free_port()
+    full = {**os.environ, "HOME": str(home), "XDG_RUNTIME_DIR": str(home / "run"),
+            "PORT": str(port), "WEB_CONCURRENCY": "1", "PROMETHEUS_MULTIPROC_DIR": "",
+            "LOG_LEVEL": "WARNING", **env}
+    full.pop("PROMETHEUS_MULTIPROC_DIR")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py",
+         "staging.hello:application"], cwd=ROOT, env=full, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as answer:
+                answer.read()
+            return proc, port
+        except OSError:
+            time.sleep(0.1)
+    _stop(proc)
+    raise AssertionError("gunicorn did not start")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def test_two_instances_on_one_host_leave_each_other_alone(tmp_path: Path) -> None:
+    """Stopping one instance must not remove a control socket another one uses."""
+    (tmp_path / "run").mkdir()
+    first, _ = _start(tmp_path)
+    second, _ = _start(tmp_path)
+    try:
+        shared = [tmp_path / "run" / "gunicorn.ctl", tmp_path / ".gunicorn" / "gunicorn.ctl"]
+        assert not any(path.exists() for path in shared), "no shared default socket"
+    finally:
+        _stop(first)
+        _stop(second)
+    own_a, own_b = tmp_path / "a.ctl", tmp_path / "b.ctl"
+    first, _ = _start(tmp_path, GUNICORN_CONTROL_SOCKET=str(own_a))
+    second, _ = _start(tmp_path, GUNICORN_CONTROL_SOCKET=str(own_b))
+    try:
+        deadline = time.monotonic() + 10
+        while not (own_a.exists() and own_b.exists()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert own_a.exists() and own_b.exists()
+        _stop(first)
+        assert not own_a.exists()
+        assert own_b.exists(), "the other instance keeps its control socket"
+    finally:
+        for proc in (first, second):
+            if proc.poll() is None:
+                _stop(proc)
