@@ -1,6 +1,6 @@
 """`make faults`: fault drills against staging, each under load, each with a PASS/FAIL verdict.
 
-    python -m faults.drills [kill pg slow inject]    # default: all four, in that order
+    python -m faults.drills [kill pg slow inject slow-clients long-lines]  # default: all
 
 kill    kill -9 one app instance (master and workers); the other carries on, clients see at most
         the requests that were in flight, and the instance is started again afterwards.
@@ -9,6 +9,10 @@ pg      restart PostgreSQL; /health/ready turns 503 and recovers without an app 
         shared with other work on this machine: this drill restarts it exactly once.
 slow    slow-header and slow-body clients, a 17 MiB body, a 40 KB request line and deeply
         nested JSON: all rejected with a 4xx, the service stays up and the load is unaffected.
+slow-clients  200 slow-header and 50 slow-body connections held 60 s: /health/live through the
+        load balancer keeps answering within 1 s (faults/drill_slow_clients.py).
+long-lines    16 KB legacy line served; longer lines up to 50 MB refused 414 by the proxy in
+        under a second, gunicorn untouched (faults/drill_long_lines.py).
 inject  instances restarted with FAULT_FAILURE_RATE (APP_ENV=development, since production
         refuses fault injection; every other setting stays production's): the injected 503
         fraction in /metrics matches the setting; production instances are restored after.
@@ -35,7 +39,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from faults import checks
+from faults import checks, drill_long_lines, drill_slow_clients
 from load import report
 from load import run as load_run
 from staging import stack
@@ -499,7 +503,8 @@ def drill_inject(cfg: stack.Config, out: Path) -> Verdict:
     return d.save()
 
 
-DRILLS = {"kill": drill_kill, "pg": drill_pg, "slow": drill_slow, "inject": drill_inject}
+DRILLS = {"kill": drill_kill, "pg": drill_pg, "slow": drill_slow, "inject": drill_inject,
+          "slow-clients": drill_slow_clients.run, "long-lines": drill_long_lines.run}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,6 @@ exist on an Elastic Beanstalk instance; the rehearsal's is rendered by staging/s
 from __future__ import annotations
 
 import re
-import select
 import shutil
 import signal
 import socket
@@ -21,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from faults import drill_long_lines
 
 from ._cfn import ROOT
 
@@ -167,54 +168,6 @@ def connect(target: str | Rehearsal, timeout: float = 10) -> socket.socket:
     return socket.create_connection((host, int(port)), timeout=timeout)
 
 
-def status_of(sock: socket.socket, data: bytes = b"") -> int:
-    """The status code of the answer on `sock` (0 when the connection closed without one)."""
-    while b"\r\n" not in data:
-        try:
-            chunk = sock.recv(4096)
-        except (ConnectionResetError, ssl.SSLError):
-            break
-        if not chunk:
-            break
-        data += chunk
-    return int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else 0
-
-
-def _early_answer(sock: socket.socket) -> bytes | None:
-    """Bytes of an answer that already arrived, without blocking (None: nothing yet).
-
-    TLS 1.3 session tickets make the socket readable too; only application data counts.
-    """
-    if not select.select([sock], [], [], 0)[0]:
-        return None
-    timeout = sock.gettimeout()
-    sock.setblocking(False)
-    try:
-        return sock.recv(4096)
-    except (BlockingIOError, ssl.SSLWantReadError):
-        return None
-    except OSError:
-        return b""
-    finally:
-        sock.settimeout(timeout)
-
-
 def request_line_status(target: str | Rehearsal, path: str) -> tuple[int, float]:
-    """(status, seconds) for `GET <path>`, sent in chunks until the proxy answers or all is sent."""
-    sock = connect(target)
-    began = time.monotonic()
-    payload = f"GET {path} HTTP/1.1\r\nHost: paintshop.test\r\nConnection: close\r\n\r\n".encode()
-    early = b""
-    try:
-        for offset in range(0, len(payload), 65536):
-            answer = _early_answer(sock)
-            if answer is not None:
-                early = answer
-                break  # answered before the whole line was sent (414)
-            try:
-                sock.sendall(payload[offset:offset + 65536])
-            except OSError:
-                break  # closed after answering; the answer is still readable
-        return status_of(sock, early), time.monotonic() - began
-    finally:
-        sock.close()
+    """(status, seconds) for `GET <path>` (the drill's own client: faults/drill_long_lines.py)."""
+    return drill_long_lines.request_line_status(connect(target), path)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from faults import drill_long_lines
+
 from . import _nginx
 from ._cfn import ROOT, environment_option_settings
 
@@ -223,9 +225,7 @@ LEGACY_LINE = 16_000  # a long legacy GET that the ALB and both proxies must pas
 HUGE_LINE = 5 * 1024 * 1024  # gunicorn (limit_request_line=0) spent 3.2 s of CPU on this
 
 
-def _path(line_bytes: int) -> str:
-    """A /v1/?input= path whose request line (`GET <path> HTTP/1.1`) is `line_bytes` long."""
-    return "/v1/?input=" + "1" * (line_bytes - len("GET /v1/?input= HTTP/1.1"))
+_path = drill_long_lines.path_of_line
 
 
 def _line_caps(target) -> None:
@@ -263,7 +263,7 @@ def _complete_post(target, forwarded: str | None) -> int:
     sock = _open_slow_body(target, forwarded)
     try:
         sock.sendall(b"0" * 998 + b"]")
-        return _nginx.status_of(sock)
+        return drill_long_lines.status_of(sock)
     finally:
         sock.close()
 
