@@ -6,6 +6,8 @@ from typing import Any
 
 import flask
 import marshmallow as ma
+from apispec import BasePlugin
+from flask import Flask
 from flask_smorest import Api, Blueprint
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
@@ -42,8 +44,32 @@ class ProblemSchema(ma.Schema):
     )
 
 
+class LegacyTextPlugin(BasePlugin):
+    """`/v1/` answers every error as one text/plain line (app/errors.py): document it so."""
+
+    def operation_helper(self, path: str | None = None, operations: dict | None = None,
+                         **_kwargs: Any) -> None:
+        if not path or not path.startswith("/v1") or not operations:
+            return
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            for code, response in list(responses.items()):
+                if str(code).startswith("2"):
+                    continue
+                description = response.get("description") if isinstance(response, dict) else None
+                responses[code] = {
+                    "description": description or "an error, as one line of text",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+
+
 class ProblemApi(Api):
     ERROR_SCHEMA = ProblemSchema
+
+    def init_app(self, app: Flask, *, spec_kwargs: dict | None = None) -> None:
+        spec_kwargs = dict(spec_kwargs or {})
+        spec_kwargs["extra_plugins"] = (*spec_kwargs.get("extra_plugins", ()), LegacyTextPlugin())
+        super().init_app(app, spec_kwargs=spec_kwargs)
 
     def _register_error_handlers(self) -> None:
         """Errors are handled by app.errors for the whole app, not only for API blueprints."""
