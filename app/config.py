@@ -15,6 +15,8 @@ from typing import Any, get_type_hints
 
 from limits import parse as parse_limit
 
+from app.dbpool import idle_ping_events
+
 ENVIRONMENTS = ("development", "test", "production")
 MIN_SECRET_BYTES = 32
 DEV_SECRET = "dev-only-insecure-secret-key-do-not-use-in-production"  # noqa: S105
@@ -100,8 +102,9 @@ class Settings:
 
     # Polls.
     poll_stream_max_per_process: int = 4  # below GUNICORN_THREADS (8): streams never take them all
+    poll_stream_max_per_user: int = 2  # per process: one user cannot take every slot
     poll_stream_lifetime_seconds: int = 300
-    poll_stream_heartbeat_seconds: int = 15
+    poll_stream_heartbeat_seconds: float = 5.0  # a gone client is noticed within one (<= 5 s)
     poll_stream_check_interval_seconds: float = 1.0
     poll_idempotency_retention_hours: int = 48  # a retried vote older than this votes anew
 
@@ -235,7 +238,9 @@ def engine_options(settings: Settings) -> dict[str, Any]:
     if settings.is_sqlite:
         return {"pool_pre_ping": True, "connect_args": {"timeout": 15}}
     options: dict[str, Any] = {
-        "pool_pre_ping": True,
+        # Ping only connections idle > 5 s: no SELECT 1 round trip per request (app/dbpool.py).
+        "pool_pre_ping": False,
+        "pool_events": idle_ping_events(5.0),
         "pool_recycle": settings.db_pool_recycle_seconds,
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
