@@ -3,6 +3,8 @@
 The secret (`psk_` + 43 random URL-safe characters, 256 bits) is returned once. Only its SHA-256
 digest (a fast hash is enough for a random secret) and the first characters (so a user can tell
 keys apart) are stored. Every lookup is scoped to the owner: another user's key id is a 404.
+Creating, rotating and revoking keys needs an access token from a login, never a key: a leaked
+key must not be able to mint its own successor or revoke its owner's other keys.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import hmac
 import secrets
 from datetime import datetime, timedelta
 
-from flask import current_app
+from flask import current_app, g
 from sqlalchemy import Select, func, or_, select, update
 
 from app.auth.models import ApiKey, User
@@ -39,7 +41,15 @@ def owned_keys(user: User) -> Select[tuple[ApiKey]]:
     return select(ApiKey).where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
 
 
+def require_login_token() -> None:
+    """403 when the caller authenticated with an API key (key management needs a login)."""
+    if g.get("api_key") is not None:
+        raise ApiError(403, "managing API keys needs an access token from a login, "
+                       "not an API key", slug="login-required")
+
+
 def create_key(user: User, name: str, expires_at: datetime | None) -> tuple[ApiKey, str]:
+    require_login_token()
     active = db.session.scalar(select(func.count()).select_from(owned_keys(user).subquery()))
     if active is not None and active >= MAX_ACTIVE_KEYS:
         raise ApiError(409, f"at most {MAX_ACTIVE_KEYS} active API keys per account; "
@@ -66,12 +76,14 @@ def get_key(user: User, key_id: int) -> ApiKey:
 
 
 def revoke_key(user: User, key_id: int) -> None:
+    require_login_token()
     get_key(user, key_id).revoked_at = utcnow()
     db.session.commit()
 
 
 def rotate_key(user: User, key_id: int) -> tuple[ApiKey, str]:
     """A new secret for the same key (name, expiry, id); the old secret stops working."""
+    require_login_token()
     key = get_key(user, key_id)
     if _expired(key):
         raise ApiError(409, "the key has expired; create a new one", slug="key-expired")

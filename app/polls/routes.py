@@ -134,6 +134,7 @@ def get_report(poll_id):
 @bp.alt_response(401, description="Missing or invalid credentials")
 @bp.alt_response(403, description="Results are hidden until the poll closes")
 @bp.alt_response(404, description="No such poll")
+@bp.alt_response(429, description="Too many live streams of this user; see Retry-After")
 @bp.alt_response(503, description="Too many live streams on this server; see Retry-After")
 @bp.doc(security=SECURITY, responses=SSE_RESPONSE)
 def stream_report(poll_id) -> Response:
@@ -141,4 +142,4 @@ def stream_report(poll_id) -> Response:
     poll = reports.visible_report_poll(poll_id, current_user())
     first = reports.build_report(poll)
     reports.end_read()  # hold no connection while the stream lives
-    return stream.open_stream(poll_id, first)
+    return stream.open_stream(poll_id, first, current_user().id)

@@ -2,21 +2,28 @@
 
 A stream sends the report on connect, then again whenever `polls.version` changes (checked every
 POLL_STREAM_CHECK_INTERVAL_SECONDS with one cheap SELECT on a connection that goes straight back
-to the pool), a `: keep-alive` comment every POLL_STREAM_HEARTBEAT_SECONDS, and ends after
+to the pool), a `: keep-alive` comment every POLL_STREAM_HEARTBEAT_SECONDS (5), and ends after
 POLL_STREAM_LIFETIME_SECONDS (clients reconnect after the `retry:` delay). A stream occupies a
 worker thread for its whole life, so each process serves at most POLL_STREAM_MAX_PER_PROCESS at
-once; further requests get 503 with Retry-After instead of starving ordinary requests.
+once (503 with Retry-After beyond), and one user at most POLL_STREAM_MAX_PER_USER of them (429),
+so nobody can take every slot. A client that leaves is noticed at the next check: the server's
+socket (gunicorn's, behind nginx, which closes it when its client goes) reads end-of-file; a
+write failing at the next heartbeat is the fallback where the socket is not available.
 """
 
 from __future__ import annotations
 
 import json
+import select
+import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Response, current_app, stream_with_context
+from flask import Response, current_app, request, stream_with_context
 
 from app.errors import ApiError
 from app.polls import reports
@@ -25,26 +32,49 @@ RECONNECT_MS = 2000
 _slots_lock = threading.Lock()
 
 
-def stream_slots() -> threading.BoundedSemaphore:
-    """This process's (this app's) semaphore of stream slots."""
+@dataclass
+class _Slots:
+    """This process's (this app's) stream slots: a total, and per user."""
+
+    total: threading.BoundedSemaphore
+    per_user: Counter[int] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def stream_slots() -> _Slots:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     with _slots_lock:
         slots = app.extensions.get("poll_stream_slots")
         if slots is None:
             limit = app.config["SETTINGS"].poll_stream_max_per_process
-            slots = app.extensions["poll_stream_slots"] = threading.BoundedSemaphore(limit)
+            slots = app.extensions["poll_stream_slots"] = _Slots(threading.BoundedSemaphore(limit))
     return slots
 
 
-def open_stream(poll_id: str, first_report: dict[str, Any]) -> Response:
-    """Take a slot (or answer 503) and return the streaming response that gives it back."""
+def open_stream(poll_id: str, first_report: dict[str, Any], user_id: int) -> Response:
+    """Take a slot (or answer 429/503) and return the streaming response that gives it back."""
+    settings = current_app.config["SETTINGS"]
     slots = stream_slots()
-    if not slots.acquire(blocking=False):
+    with slots.lock:
+        if slots.per_user[user_id] >= settings.poll_stream_max_per_user:
+            raise ApiError(429, f"at most {settings.poll_stream_max_per_user} live report "
+                           "streams per user at once; close one first",
+                           slug="too-many-streams-per-user", headers={"Retry-After": "5"})
+        slots.per_user[user_id] += 1
+    if not slots.total.acquire(blocking=False):
+        _give_back_user(slots, user_id)
         raise ApiError(503, "too many live report streams on this server; retry later",
                        slug="too-many-streams", headers={"Retry-After": "5"})
-    release = _once(slots.release)
+
+    def give_back() -> None:
+        slots.total.release()
+        _give_back_user(slots, user_id)
+
+    release = _once(give_back)
     try:
-        events = _events(poll_id, first_report, current_app.config["SETTINGS"], release)
+        connection = request.environ.get("gunicorn.socket") or request.environ.get(
+            "werkzeug.socket")
+        events = _events(poll_id, first_report, settings, release, connection)
         response = Response(stream_with_context(events), mimetype="text/event-stream",
                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     except BaseException:
@@ -53,6 +83,33 @@ def open_stream(poll_id: str, first_report: dict[str, Any]) -> Response:
     # The generator's `finally` does not run if the server never starts iterating; close does.
     response.call_on_close(release)
     return response
+
+
+def _give_back_user(slots: _Slots, user_id: int) -> None:
+    with slots.lock:
+        slots.per_user[user_id] -= 1
+        if slots.per_user[user_id] <= 0:
+            del slots.per_user[user_id]
+
+
+def client_gone(connection: socket.socket | None) -> bool:
+    """Whether the client closed the connection (it sends nothing after an SSE request, so a
+    readable socket that reads end-of-file means it left). Never blocks, never consumes."""
+    if connection is None:
+        return False
+    try:
+        poller = select.poll()
+        poller.register(connection, select.POLLIN | select.POLLHUP | select.POLLERR)
+        events = poller.poll(0)
+        if not events:
+            return False
+        if events[0][1] & (select.POLLHUP | select.POLLERR):
+            return True
+        return connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except (OSError, ValueError):  # closed or unusable: gone
+        return True
 
 
 def _once(release: Callable[[], None]) -> Callable[[], None]:
@@ -77,7 +134,7 @@ def format_event(event: str, data: dict[str, Any], event_id: int | None = None) 
 
 
 def _events(poll_id: str, report: dict[str, Any], settings: Any,
-            release: Callable[[], None]) -> Iterator[str]:
+            release: Callable[[], None], connection: socket.socket | None) -> Iterator[str]:
     try:
         check = float(settings.poll_stream_check_interval_seconds)
         heartbeat = float(settings.poll_stream_heartbeat_seconds)
@@ -96,6 +153,8 @@ def _events(poll_id: str, report: dict[str, Any], settings: Any,
                 break
             if now >= next_check:
                 next_check = now + check
+                if client_gone(connection):
+                    return  # frees the slot now, not at the next failed write
                 current = reports.poll_version(poll_id)
                 snapshot = reports.report_snapshot(poll_id) if current != version else report
                 if current is None or snapshot is None:

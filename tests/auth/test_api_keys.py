@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from app.auth.models import ApiKey
@@ -159,3 +160,21 @@ def test_expiry_is_bounded(client, register):
                            json={"name": "x", "expires_at": "9999-12-31T23:59:59-01:00"})
     assert response.status_code == 422
     assert response.get_json()["errors"][0]["pointer"] == "/expires_at"
+
+
+@pytest.mark.parametrize("action", ["create", "rotate", "revoke"])
+def test_an_api_key_cannot_manage_api_keys(client, register, action):
+    user = register()
+    key = _create(client, user)
+    as_key = {"X-API-Key": key["secret"]}
+    if action == "create":
+        response = client.post(KEYS, headers=as_key, json={"name": "successor"})
+    elif action == "rotate":
+        response = client.post(f"{KEYS}/{key['id']}/rotate", headers=as_key)
+    else:
+        response = client.delete(f"{KEYS}/{key['id']}", headers=as_key)
+    assert response.status_code == 403
+    assert response.get_json()["type"].endswith("login-required")
+    listed = client.get(KEYS, headers=user["headers"]).get_json()
+    assert [(k["id"], k["prefix"]) for k in listed] == [(key["id"], key["prefix"])]
+    assert client.get(ME, headers=as_key).status_code == 200  # the key itself still works

@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.polls.conftest import vote
+
 
 def test_create_returns_the_poll_with_a_generated_id(make_poll) -> None:
     poll = make_poll()
@@ -142,3 +144,18 @@ def test_delete_unknown_poll_is_404(client, auth_headers) -> None:
 def test_scheduled_poll_reports_its_status(make_poll) -> None:
     opens = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     assert make_poll(opens_at=opens)["status"] == "scheduled"
+
+
+def test_hidden_results_do_not_leak_through_version(client, make_poll, owner, voter,
+                                                    register) -> None:
+    """`version` counts votes, so it is null for whoever may not see the results yet."""
+    poll = make_poll(results="after_close")
+    for _ in range(3):
+        assert vote(client, poll["id"], register()["headers"], [0]).status_code == 201
+    url = f"/api/v2/polls/{poll['id']}"
+    assert client.get(url, headers=voter["headers"]).get_json()["version"] is None
+    listed = client.get("/api/v2/polls", headers=voter["headers"]).get_json()["items"]
+    assert [p["version"] for p in listed if p["id"] == poll["id"]] == [None]
+    assert client.get(url, headers=owner["headers"]).get_json()["version"] == 3
+    client.post(f"{url}/close", headers=owner["headers"])
+    assert client.get(url, headers=voter["headers"]).get_json()["version"] == 4

@@ -138,3 +138,64 @@ def test_stream_holds_no_database_connection_between_checks(make_app, make_poll,
     app.test_client().get(_url(poll["id"]), headers=owner["headers"]).get_data()
     thread.join()
     assert samples.count(0) >= 4, samples
+
+
+def test_one_user_cannot_take_every_stream(make_app, make_poll, owner, voter) -> None:
+    poll = make_poll()
+    client = make_app(POLL_STREAM_MAX_PER_PROCESS=3, POLL_STREAM_MAX_PER_USER=2,
+                      POLL_STREAM_LIFETIME_SECONDS=30, **FAST).test_client()
+    mine = [client.get(_url(poll["id"]), headers=owner["headers"], buffered=False)
+            for _ in range(2)]
+    assert [r.status_code for r in mine] == [200, 200]
+    refused = client.get(_url(poll["id"]), headers=owner["headers"])
+    assert refused.status_code == 429
+    assert refused.get_json()["type"].endswith("too-many-streams-per-user")
+    assert refused.headers["Retry-After"]
+    other = client.get(_url(poll["id"]), headers=voter["headers"], buffered=False)
+    assert other.status_code == 200  # the slot the first user could not take
+    for response in (other, *reversed(mine)):  # last opened first: each holds a context
+        response.close()
+    again = client.get(_url(poll["id"]), headers=owner["headers"], buffered=False)
+    assert again.status_code == 200
+    again.close()
+
+
+def test_the_default_heartbeat_is_at_most_five_seconds(app) -> None:
+    assert app.config["SETTINGS"].poll_stream_heartbeat_seconds <= 5
+
+
+def test_a_closed_client_connection_is_noticed_without_writing() -> None:
+    import socket
+
+    from app.polls.stream import client_gone
+
+    server, client = socket.socketpair()
+    try:
+        assert client_gone(server) is False
+        client.sendall(b"x")  # something to read is not a goodbye (and is not consumed)
+        assert client_gone(server) is False
+        assert server.recv(1) == b"x"
+        client.close()
+        assert client_gone(server) is True
+    finally:
+        server.close()
+    assert client_gone(None) is False
+
+
+def test_the_documented_stream_limits_are_the_code_defaults() -> None:
+    import re
+    from pathlib import Path
+
+    from app.config import Settings
+
+    root = Path(__file__).resolve().parents[2]
+    operations = (root / "docs" / "OPERATIONS.md").read_text()
+    api = (root / "docs" / "API.md").read_text()
+    defaults = Settings()
+    for name in ("max_per_process", "max_per_user"):
+        value = getattr(defaults, f"poll_stream_{name}")
+        row = re.search(rf"\| `POLL_STREAM_{name.upper()}` \| (\d+) \|", operations)
+        assert row is not None and int(row.group(1)) == value, name
+        assert f"`POLL_STREAM_{name.upper()}` ({value})" in api, name
+    heartbeat = defaults.poll_stream_heartbeat_seconds
+    assert f"`POLL_STREAM_HEARTBEAT_SECONDS` ({heartbeat:g})" in api
