@@ -117,7 +117,7 @@ def run(cfg: stack.Config, out: Path):
     pids_before = base._app_pids(cfg)
 
     status, took = request_line_status(base._tls_socket(cfg.https_port), base.LONG_GET)
-    verdict.expect(status == 200, f"legacy GET with a {len(base.LONG_GET) + 15:,}-byte request "
+    verdict.expect(status == 200, f"legacy GET with a {len(base.LONG_GET) + 13:,}-byte request "
                                   f"line: {status} in {took:.2f}s (expected 200)")
     status, took = request_line_status(base._tls_socket(cfg.https_port), path_of_line(LIMIT + 1))
     verdict.expect(status == 414, f"request line of {LIMIT + 1:,} bytes: {status} in "

@@ -148,9 +148,9 @@ def run(cfg: stack.Config, out: Path):
                    f"{len(headers.cut)} cut by the proxy after at most "
                    f"{max(headers.cut, default=0):.1f}s (client_header_timeout 10s)")
     verdict.expect(bodies.held_to_end == BODY_CLIENTS and not bodies.answered,
-                   f"slow-body clients: {bodies.held_to_end} of {BODY_CLIENTS} held by the proxy "
-                   f"for the whole drill, {len(bodies.answered)} answered, {len(bodies.cut)} cut "
-                   "(bodies are buffered by nginx, never handed to gunicorn half-read)")
+                   f"slow-body clients: {bodies.held_to_end} of {BODY_CLIENTS} kept open for the "
+                   f"whole drill, {len(bodies.answered)} answered, {len(bodies.cut)} cut (nginx "
+                   "buffers their bodies; the probes show whether gunicorn was spared)")
     errors = headers.errors + bodies.errors
     if errors:
         verdict.note(f"connect errors: {len(errors)} (e.g. {errors[:3]})")
