@@ -8,8 +8,11 @@ the precise walk in `formats`, which explains what is wrong exactly as before.
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import msgspec
@@ -42,6 +45,24 @@ class JsonSyntaxError(ValueError):
     """The text is not JSON; the message says why in terms of the input."""
 
 
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection while a document is decoded.
+
+    Decoding allocates one list per customer (200,000 of them), which triggers collections that
+    traverse every tracked object of the process: with a large document alive that made decoding
+    3-4 times slower. Nothing decoded here forms a cycle. The collector is global: a thread that
+    finds it already paused (another decode in flight) leaves it to that thread to resume it.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _valid_utf8(raw: str | bytes) -> bool:
     # msgspec does not check strings it skips; json.loads refuses invalid UTF-8 anywhere
     if isinstance(raw, str) or raw.isascii():
@@ -55,7 +76,8 @@ def _valid_utf8(raw: str | bytes) -> bool:
 
 def legacy(raw: str | bytes) -> LegacyDocument | None:
     try:
-        document = _LEGACY.decode(raw)
+        with paused_gc():
+            document = _LEGACY.decode(raw)
     except _UNDECODABLE:
         return None
     return document if _valid_utf8(raw) else None
@@ -63,7 +85,8 @@ def legacy(raw: str | bytes) -> LegacyDocument | None:
 
 def v2(raw: str | bytes) -> V2Document | None:
     try:
-        document = _V2.decode(raw)
+        with paused_gc():
+            document = _V2.decode(raw)
     except _UNDECODABLE:
         return None
     return document if _valid_utf8(raw) else None
@@ -72,7 +95,8 @@ def v2(raw: str | bytes) -> V2Document | None:
 def loads(raw: str | bytes) -> Any:
     """`json.loads`, with errors that describe the input rather than Python's limits."""
     try:
-        return json.loads(raw)
+        with paused_gc():
+            return json.loads(raw)
     except RecursionError:
         raise JsonSyntaxError("JSON nested too deeply") from None
     except ValueError as exc:

@@ -6,6 +6,7 @@ compares problems (pairs and propagation index), solutions with their explanatio
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -57,8 +58,8 @@ def result(parse: Callable[[], Problem | tuple[str, Problem]]) -> tuple:
     index = problem._index
     assert index is not None
     return ("ok", form, problem.colors, tuple(map(tuple, problem.customers)), problem.pair_count,
-            index.occurrences, index.glossy_counts.tolist(), index.matte_colors.tolist(),
-            index.seeds, solve(problem))
+            index.entries, index.bounds, index.glossy_counts.tolist(),
+            index.matte_colors.tolist(), index.seeds, solve(problem))
 
 
 def both_paths(parse: Callable[[], Problem | tuple[str, Problem]]) -> tuple:
@@ -113,8 +114,9 @@ def test_bulk_index_matches_the_index_builder_and_brute_force(problem: Problem) 
     outcome = both_paths(lambda: parse_legacy(document, Limits()))
     assert outcome[0] == "ok"
     reference = build_index(problem.colors, problem.customers)
-    assert outcome[5:9] == (reference.occurrences, reference.glossy_counts.tolist(),
-                            reference.matte_colors.tolist(), reference.seeds)
+    assert outcome[5:10] == (reference.entries, reference.bounds,
+                             reference.glossy_counts.tolist(), reference.matte_colors.tolist(),
+                             reference.seeds)
     solution = outcome[-1]
     optimal = optimal_plans(problem.colors, problem.customers)
     assert (solution.solution in optimal) if optimal else solution.status == "impossible"
@@ -228,6 +230,12 @@ def test_large_problem_takes_the_bulk_path_and_answers_like_the_walk() -> None:
     assert fast.explanation is not None and fast.explanation.customer == len(demands)
 
 
+@pytest.mark.parametrize("top", [1, 2**16 - 1, 2**16, 2**18, 2**33])
+def test_stable_order_is_numpy_stable_argsort(top: int) -> None:
+    keys = np.random.default_rng(top).integers(0, top + 1, 5000)
+    assert np.array_equal(bulk._stable_order(keys), np.argsort(keys, kind="stable"))
+
+
 def test_pair_rows_behave_like_a_sequence() -> None:
     rows = bulk.PairRows(np.array([0, 1, 3]), np.array([4, 5, 6]), np.array([1, 0, 0]))
     assert len(rows) == 2
@@ -261,3 +269,29 @@ def test_bulk_refuses_values_beyond_int64() -> None:
     assert arrays is not None
     assert arrays[0].tolist() == [3] * 3000
     assert arrays[1].tolist() == [1, 1, 0] * 3000
+
+
+def test_decoding_pauses_the_collector_and_resumes_it() -> None:
+    body = json.dumps({"colors": 1, "customers": 1, "demands": [[1, 1, 0]]}).encode()
+    seen: list[bool] = []
+    original = documents._LEGACY
+
+    class Spy:
+        def decode(self, raw: bytes) -> documents.LegacyDocument:
+            seen.append(gc.isenabled())
+            return original.decode(raw)
+
+    documents._LEGACY = Spy()  # type: ignore[assignment]
+    try:
+        assert documents.legacy(body) is not None
+        assert documents.legacy(b"{") is None
+    finally:
+        documents._LEGACY = original
+    assert seen == [False, False]
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        documents.legacy(body)
+        assert not gc.isenabled()  # paused by someone else: left to them to resume
+    finally:
+        gc.enable()
