@@ -7,6 +7,7 @@ Every setting is a field of `Settings`; its environment variable is the field na
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
@@ -93,6 +94,9 @@ class Settings:
     password_hash_wait_seconds: float = 1.0
     trusted_proxy_hops: int = 0
     cors_origins: tuple[str, ...] = ()
+    # Production redirects plain HTTP to https://PUBLIC_HOST (never to the request's Host
+    # header); unset, plain HTTP is refused with a 403 instead.
+    public_host: str = ""
 
     # Request history.
     history_enabled: bool = True
@@ -161,6 +165,9 @@ class Settings:
         if self.trusted_proxy_hops < 0:
             problems.append("TRUSTED_PROXY_HOPS must not be negative")
         problems.extend(_ratelimit_problems(self))
+        if self.public_host and not _HOST_NAME.fullmatch(self.public_host):
+            problems.append("PUBLIC_HOST must be a host name (optionally :port), e.g. "
+                            "api.example.com, without scheme or path")
         if self.is_production:
             problems.extend(self._production_problems())
         return problems
@@ -255,6 +262,7 @@ def engine_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(?::\d{1,5})?")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 

@@ -17,7 +17,6 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from app.ops.request_id import incoming_request_id
-from app.ops.security import add_security_headers
 
 PROBLEM_MIME = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:paintshop:problem:"
@@ -140,6 +139,8 @@ def _legacy_text(status: int, detail: str | None, errors: list[dict[str, Any]] |
 
 
 def _add_security_headers(response: Response) -> None:
+    from app.ops.security import add_security_headers  # lazy: it raises ApiError from here
+
     if has_request_context():
         add_security_headers(response)
 

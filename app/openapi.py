@@ -12,6 +12,8 @@ from flask_smorest import Api, Blueprint
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 
+from app.errors import ApiError
+
 
 class ApiParser(FlaskParser):
     """webargs reads JSON bodies through `request.get_json`, like the views do.
@@ -23,6 +25,9 @@ class ApiParser(FlaskParser):
 
     def _raw_load_json(self, req: flask.Request) -> Any:
         if not is_json_request(req):
+            if req.content_length or "chunked" in req.headers.get("Transfer-Encoding", ""):
+                raise ApiError(415, "send the body as application/json (Content-Type header)",
+                               slug="unsupported-media-type")
             return core.missing
         return req.get_json(force=True)
 

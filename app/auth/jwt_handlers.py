@@ -10,7 +10,7 @@ from flask import g
 from flask_jwt_extended import JWTManager
 
 from app.auth import tokens
-from app.auth.errors import CHALLENGE
+from app.auth.errors import CHALLENGE, invalid_token_detail
 from app.auth.models import User
 from app.errors import problem_response
 from app.ops.metrics import AUTH_FAILURES
@@ -37,7 +37,9 @@ def register_jwt_handlers(jwt: JWTManager) -> None:
         return g.pop("_token_user", None)
 
     jwt.unauthorized_loader(lambda reason: _unauthorized("missing credentials: " + reason))
-    jwt.invalid_token_loader(lambda reason: _unauthorized("invalid token", "invalid_token"))
+    jwt.invalid_token_loader(
+        lambda reason: _unauthorized(invalid_token_detail(reason), "invalid_token")
+    )
     jwt.expired_token_loader(lambda _h, _p: _unauthorized("token has expired", "expired_token"))
     jwt.revoked_token_loader(
         lambda _h, _p: _unauthorized("token has been revoked", "revoked_token")

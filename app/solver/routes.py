@@ -116,6 +116,9 @@ def solve_batch():
         except formats.ProblemFormatError as error:
             raise format_problem(error) from None
         return _text(formats.format_codejam([o.error or o.solution for o in outcomes]))
+    if not request.is_json:
+        raise ApiError(415, "send the batch as application/json (a list of problems) or as "
+                       "text/plain (the Code Jam format)", slug="unsupported-media-type")
     items = request.get_json()
     if not isinstance(items, list):
         raise ApiError(422, "a batch is a JSON list of problems", slug="invalid-problem",

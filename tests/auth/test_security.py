@@ -14,6 +14,7 @@ PRODUCTION = {
     "JWT_SECRET_KEY": "j" * 48,
     "RATELIMIT_ENABLED": False,
     "TRUSTED_PROXY_HOPS": 1,
+    "PUBLIC_HOST": "api.paintshop.example",
 }
 
 
@@ -50,7 +51,57 @@ def test_production_redirects_plain_http_to_https(production_client):
     response = production_client.get("/api/v2/auth/me?x=1",
                                       headers={"X-Forwarded-Proto": "http"})
     assert response.status_code == 301
-    assert response.headers["Location"] == "https://localhost/api/v2/auth/me?x=1"
+    assert response.headers["Location"] == "https://api.paintshop.example/api/v2/auth/me?x=1"
+
+
+def test_production_redirect_ignores_the_host_header(production_client):
+    response = production_client.get("/api/v2/auth/me", headers={
+        "X-Forwarded-Proto": "http", "Host": "evil.example"})
+    assert response.status_code == 301
+    assert response.headers["Location"] == "https://api.paintshop.example/api/v2/auth/me"
+
+
+def test_production_without_public_host_refuses_plain_http(other_app):
+    client = other_app(**{**PRODUCTION, "PUBLIC_HOST": ""}).test_client()
+    response = client.get("/api/v2/auth/me", headers={"X-Forwarded-Proto": "http",
+                                                      "Host": "evil.example"})
+    assert response.status_code == 403
+    assert "Location" not in response.headers
+    assert response.get_json()["type"] == "urn:paintshop:problem:https-required"
+
+
+@pytest.mark.parametrize("value", ["https://api.example", "api.example/path", "a b", "-x"])
+def test_public_host_must_be_a_host_name(other_app, value):
+    from app.config import ConfigError
+
+    with pytest.raises(ConfigError, match="PUBLIC_HOST"):
+        other_app(PUBLIC_HOST=value)
+
+
+def test_production_serves_metrics_to_a_loopback_scrape_over_plain_http(production_client):
+    """The README's on-instance `curl http://127.0.0.1/metrics` used to get a 301."""
+    response = production_client.get("/metrics")
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+
+
+def test_production_redirects_a_proxied_metrics_request(production_client):
+    response = production_client.get("/metrics", headers={
+        "X-Forwarded-Proto": "http", "X-Forwarded-For": "203.0.113.9"})
+    assert response.status_code == 301
+
+
+@pytest.mark.parametrize(("status", "kept"), [(200, False), (201, False), (400, False),
+                                              (409, True), (429, True), (503, True)])
+def test_retry_after_only_on_429_503_and_409(app, status, kept):
+    from flask import Response
+
+    from app.ops.security import add_security_headers
+
+    with app.test_request_context("/api/v2/polls/x/votes", method="POST"):
+        response = add_security_headers(
+            Response("", status=status, headers={"Retry-After": "60"}))
+    assert ("Retry-After" in response.headers) is kept
 
 
 def test_production_redirect_keeps_the_method_for_posts(production_client):
