@@ -216,6 +216,7 @@ def app_env(cfg: Config, port: int | None = None, **extra: str) -> dict[str, str
         "DATABASE_URL": cfg.database_url,
         "RATELIMIT_STORAGE_URI": f"redis://127.0.0.1:6379/{cfg.redis_db}",
         "TRUSTED_PROXY_HOPS": "1",
+        "PUBLIC_HOST": f"127.0.0.1:{cfg.https_port}",  # where the app redirects plain HTTP
         "BIND_HOST": "127.0.0.1",
         "WEB_CONCURRENCY": cfg.web_concurrency,
         "GUNICORN_THREADS": cfg.threads,
