@@ -42,7 +42,7 @@ ALARMS = alarms()
 def test_required_alarms_exist() -> None:
     for metric in ("HTTPCode_ELB_5XX_Count", "HTTPCode_Target_5XX_Count", "TargetResponseTime",
                    "UnHealthyHostCount", "HealthyHostCount", "HTTPCode_ELB_4XX_Count",
-                   "EnvironmentHealth", "SolveFailures", "HistoryWriteFailures", "AuthFailures",
+                   "EnvironmentHealth", "SolveFailures", "AuthFailures",
                    "HistoryJournalOldestAgeSeconds", "HistoryJournalWriteFailures",
                    "RateLimiterDegraded", "PublisherHeartbeat"):  # fmt: skip
         assert metric in ALARMS, metric
@@ -88,7 +88,7 @@ def test_rate_limiter_degraded_alarm_at_one() -> None:
 
 
 def test_app_metrics_use_the_environment_dimension() -> None:
-    for metric in ("SolveFailures", "HistoryWriteFailures", "AuthFailures", "PublisherHeartbeat",
+    for metric in ("SolveFailures", "AuthFailures", "PublisherHeartbeat",
                    "HistoryJournalOldestAgeSeconds", "HistoryJournalWriteFailures",
                    "RateLimiterDegraded"):  # fmt: skip
         props = ALARMS[metric]
@@ -131,7 +131,7 @@ def test_dashboard_body_is_valid_json_with_required_widgets() -> None:
     metrics = json.dumps([w["properties"].get("metrics") for w in body["widgets"]])
     for name in ("RequestCount", "TargetResponseTime", "HTTPCode_ELB_5XX_Count",
                  "HTTPCode_Target_5XX_Count", "HTTPCode_ELB_4XX_Count", "HealthyHostCount",
-                 "CPUUtilization", "EnvironmentHealth", "SolveFailures", "HistoryWriteFailures",
+                 "CPUUtilization", "EnvironmentHealth", "SolveFailures",
                  "AuthFailures", "Http5xx", "SolveDuration", "HistoryJournalOldestAgeSeconds",
                  "HistoryJournalBacklogRows", "HistoryJournalWriteFailures",
                  "RateLimiterDegraded", "PublisherHeartbeat", "BlockedRequests",
