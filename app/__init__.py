@@ -94,6 +94,14 @@ def _init_extensions(app: Flask) -> None:
     limiter.init_app(app, identity_key)  # general limit per API key, user or address
     api.init_app(app, spec_kwargs={"servers": [{"url": "/"}]})
     _import_models()
+    _init_history(app)
+
+
+def _init_history(app: Flask) -> None:
+    """This process's history journal (the loader process turns it into rows)."""
+    from app.history import recording
+
+    recording.init_app(app)
 
 
 def _import_models() -> None:

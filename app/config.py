@@ -46,6 +46,8 @@ class Settings:
     db_pool_recycle_seconds: int = 1700
     db_connect_timeout_seconds: int = 5
     db_statement_timeout_ms: int = 15_000
+    # Backstop: PostgreSQL ends a session left idle inside a transaction this long.
+    db_idle_in_transaction_timeout_ms: int = 60_000
 
     # Solver limits: 100x the old service's N, M <= 2000 and sum(T) <= 3000, pairs 200x.
     solver_max_colors: int = 200_000
@@ -102,7 +104,20 @@ class Settings:
     history_enabled: bool = True
     history_max_input_bytes: int = 64 * 1024
     history_retention_days: int = 90
-    history_retry_buffer_rows: int = 2_000
+    # The journal (app/history/recording.py): each worker appends to its own segment file under
+    # this per-instance directory, closed every ROTATE_MS (or at SEGMENT_BYTES); the loader
+    # process polls every LOADER_POLL_MS. Inputs above INLINE_BYTES are digested on the request
+    # path instead of being copied into the journal.
+    history_journal_dir: str = field(default_factory=lambda: str(INSTANCE_DIR / "journal"))
+    history_journal_rotate_ms: int = 200
+    history_journal_segment_bytes: int = 4 * 1024 * 1024
+    history_journal_inline_bytes: int = 256 * 1024
+    history_loader_poll_ms: int = 100
+    history_loader_batch_rows: int = 20_000
+    # Instances' clocks may disagree by this much: an erase also drops rows stamped up to this
+    # long after it (see docs/OPERATIONS.md, history journal).
+    history_erase_tolerance_ms: int = 1_000
+
 
     # Polls.
     poll_stream_max_per_process: int = 4  # below GUNICORN_THREADS (8): streams never take them all
@@ -159,11 +174,15 @@ class Settings:
         for name in ("solver_max_colors", "solver_max_customers", "solver_max_pairs",
                      "max_content_length", "db_pool_size", "solver_max_batch_items",
                      "solver_large_request_bytes", "solver_max_large_in_flight",
-                     "maintenance_interval_seconds", "poll_idempotency_retention_hours"):
+                     "maintenance_interval_seconds", "poll_idempotency_retention_hours",
+                     "history_journal_rotate_ms", "history_journal_segment_bytes",
+                     "history_loader_poll_ms", "history_loader_batch_rows"):
             if getattr(self, name) < 1:
                 problems.append(f"{name.upper()} must be at least 1")
-        if self.trusted_proxy_hops < 0:
-            problems.append("TRUSTED_PROXY_HOPS must not be negative")
+        for name in ("trusted_proxy_hops", "history_erase_tolerance_ms",
+                     "history_journal_inline_bytes", "db_idle_in_transaction_timeout_ms"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name.upper()} must not be negative")
         problems.extend(_ratelimit_problems(self))
         if self.public_host and not _HOST_NAME.fullmatch(self.public_host):
             problems.append("PUBLIC_HOST must be a host name (optionally :port), e.g. "
@@ -256,7 +275,9 @@ def engine_options(settings: Settings) -> dict[str, Any]:
     if settings.database_url.startswith("postgresql"):
         options["connect_args"] = {
             "connect_timeout": settings.db_connect_timeout_seconds,
-            "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
+            "options": f"-c statement_timeout={settings.db_statement_timeout_ms} "
+                       "-c idle_in_transaction_session_timeout="
+                       f"{settings.db_idle_in_transaction_timeout_ms}",
             "application_name": "paintshop",
         }
     return options

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,10 +17,28 @@ from flask.testing import FlaskClient
 
 from app import create_app
 from app.extensions import db
+from app.history import loader, recording
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256-0123456789"
 PASSWORD = "correct horse battery staple"
 _usernames = itertools.count(1)
+JOURNAL_DIR = tempfile.mkdtemp(prefix="paintshop-test-journal-")
+
+
+def load_history(app: Flask) -> int:
+    """Load the history journal now, as the loader process would within ~300 ms: this
+    process's open segments are closed first. Returns the rows handled."""
+    recording.close_all()
+    return loader.load_all(app)
+
+
+def discard_journal() -> None:
+    """Forget journaled rows a test left unloaded, so they cannot leak into the next test."""
+    recording.close_all()
+    for path in Path(JOURNAL_DIR).glob("*"):
+        if path.is_file() and path.name != "loader.lock":
+            path.unlink(missing_ok=True)
+
 
 
 def base_overrides(database_url: str) -> dict[str, Any]:
@@ -33,8 +53,8 @@ def base_overrides(database_url: str) -> dict[str, Any]:
         "ARGON2_PARALLELISM": 1,
         "RATELIMIT_ENABLED": False,
         "CLOUDWATCH_ENABLED": False,
-        # No background retries of failed history writes unless a test asks for them.
-        "HISTORY_RETRY_BUFFER_ROWS": 0,
+        # Each test process journals into its own directory; tests load it with load_history().
+        "HISTORY_JOURNAL_DIR": JOURNAL_DIR,
         "FAULT_FAILURE_RATE": 0.0,
         "FAULT_CRASH_ENABLED": False,
     }
@@ -87,6 +107,7 @@ def make_app(database_url: str, app: Flask) -> Callable[..., Flask]:
 @pytest.fixture(autouse=True)
 def _empty_tables(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
+    discard_journal()
     if "app" not in request.fixturenames:
         return
     application: Flask = request.getfixturevalue("app")

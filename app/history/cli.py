@@ -1,4 +1,4 @@
-"""`flask history purge [--days N]`: the retention job (run it daily, e.g. from cron)."""
+"""`flask history purge [--days N]` (retention) and `flask history load` (the journal, now)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from app.history import service
+from app.history import loader, recording, service
 
 history_cli = AppGroup("history", help="Request history maintenance.")
 
@@ -22,3 +22,11 @@ def purge_command(days: int | None, batch_size: int) -> None:
         days = current_app.config["SETTINGS"].history_retention_days
     deleted = service.purge(days, batch_size)
     click.echo(f"deleted {deleted} history entries older than {days} days")
+
+
+@history_cli.command("load")
+def load_command() -> None:
+    """Load the closed (and abandoned) journal segments now, as the loader process does."""
+    recording.close_all()
+    rows = loader.load_all(current_app._get_current_object())  # type: ignore[attr-defined]
+    click.echo(f"loaded the journal: {rows} rows handled")

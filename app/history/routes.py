@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Response, stream_with_context
@@ -13,7 +10,7 @@ from flask_smorest import Blueprint
 
 from app.auth.decorators import SECURITY, admin_required, auth_required, current_user
 from app.db import utcnow
-from app.history import service
+from app.history import export, service
 from app.history.schemas import (
     AdminHistoryQuerySchema,
     DeletedSchema,
@@ -31,8 +28,6 @@ admin_bp = Blueprint("history_admin", __name__, url_prefix="/api/v2/admin/histor
 _UNAUTHORIZED = "Missing or invalid credentials"
 _BAD_QUERY = "A query parameter is invalid; `errors` points at it"
 _NOT_FOUND = "No entry with this id among yours"
-_EXPORT_CHUNK_ROWS = 500
-_EXPORT_TYPES = {"ndjson": "application/x-ndjson", "csv": "text/csv"}
 _EXPORT_DOC = {
     "200": {
         "description": "Every matching entry, newest first, streamed; an attachment",
@@ -102,12 +97,11 @@ def delete_history():
 def export_history(args: dict[str, Any]):
     """Download all your solve requests (NDJSON or CSV), streamed with bounded memory."""
     kind = args["format"]
-    rows = service.export_rows(current_user().id, _filters(args))
-    chunks = _chunks(_ndjson_lines(rows)) if kind == "ndjson" else _csv_chunks(rows)
+    chunks = service.export_chunks(current_user().id, _filters(args))
     filename = f"history-{utcnow():%Y%m%dT%H%M%SZ}.{kind}"
     return Response(
-        stream_with_context(chunks),
-        mimetype=_EXPORT_TYPES[kind],
+        stream_with_context(export.WRITERS[kind](chunks)),
+        mimetype=export.CONTENT_TYPES[kind],
         headers={"Content-Disposition": f'attachment; filename="{filename}"',
                  "Cache-Control": "no-store"},
     )
@@ -126,57 +120,3 @@ def list_user_history(args: dict[str, Any]):
     """Any user's solve requests, newest first (administrators only)."""
     user = service.user_by_name(args["user"])
     return service.list_entries(user.id, _filters(args), args["limit"], args.get("cursor"))
-
-
-def _chunks(lines: Iterable[str]) -> Iterator[str]:
-    """Group lines so the response is written in a few large pieces, not one per row."""
-    buffer: list[str] = []
-    for line in lines:
-        buffer.append(line)
-        if len(buffer) >= _EXPORT_CHUNK_ROWS:
-            yield "".join(buffer)
-            buffer.clear()
-    if buffer:
-        yield "".join(buffer)
-
-
-_SUMMARY_COUNT = len(service.SUMMARY_FIELDS)
-
-
-def _summary(row: Sequence[Any]) -> dict[str, Any]:
-    record = dict(zip(service.SUMMARY_FIELDS, row[:_SUMMARY_COUNT], strict=True))
-    record["created_at"] = record["created_at"].isoformat()
-    return record
-
-
-def _ndjson_lines(rows: Iterable[Sequence[Any]]) -> Iterator[str]:
-    """One object per line: the list endpoint's fields, then input, result and error."""
-    names = [f',"{name}":' for name in service.JSON_FIELDS]
-    for row in rows:
-        head = json.dumps(_summary(row), separators=(",", ":"))
-        tail = "".join(
-            name + (text if text is not None else "null")
-            for name, text in zip(names, row[_SUMMARY_COUNT:], strict=True)
-        )
-        yield head[:-1] + tail + "}\n"
-
-
-def _csv_chunks(rows: Iterable[Sequence[Any]]) -> Iterator[str]:
-    """RFC 4180 CSV (the csv module quotes); input, result and error cells hold JSON."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(service.EXPORT_FIELDS)
-    for count, row in enumerate(rows, start=1):
-        writer.writerow([_csv_cell(value) for value in _summary(row).values()]
-                        + ["" if text is None else text for text in row[_SUMMARY_COUNT:]])
-        if count % _EXPORT_CHUNK_ROWS == 0:
-            yield out.getvalue()
-            out.seek(0)
-            out.truncate()
-    yield out.getvalue()
-
-
-def _csv_cell(value: Any) -> Any:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else value

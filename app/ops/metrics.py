@@ -64,16 +64,25 @@ RATELIMIT_DEGRADED = Gauge(
     multiprocess_mode="livemax",
 )
 VOTES = Counter("poll_votes_total", "Votes by outcome", ["outcome"])
-HISTORY_WRITE_FAILURES = Counter(
-    "history_write_failures_total", "Solve requests whose history row could not be written",
+HISTORY_JOURNAL_WRITE_FAILURES = Counter(
+    "history_journal_write_failures_total",
+    "Solve requests whose history record could not be written to the journal (answer sent)",
 )
-HISTORY_ROWS_DROPPED = Counter(
-    "history_rows_dropped_total",
-    "History rows lost for good (retry buffer overflow, or pending when the process exited)",
+# Set by every web worker's journal thread from the journal directory itself (so they keep
+# telling the truth when the loader is down); all workers see the same directory, hence max.
+# "livemax": a dead worker's file is dropped by gunicorn's child_exit (mark_process_dead).
+HISTORY_JOURNAL_BACKLOG_ROWS = Gauge(
+    "history_journal_backlog_rows", "History rows in the journal not yet loaded",
+    multiprocess_mode="livemax",
 )
-HISTORY_RETRY_PENDING = Gauge(
-    "history_retry_pending_rows", "History rows waiting to be retried after a failed write",
-    multiprocess_mode="livesum",
+HISTORY_JOURNAL_OLDEST_AGE = Gauge(
+    "history_journal_oldest_age_seconds", "Age of the oldest history row not yet loaded",
+    multiprocess_mode="livemax",
+)
+HISTORY_LOADER_ROWS = Counter(
+    "history_loader_rows_total",
+    "Journal rows handled by the loader: loaded, or dropped (duplicate, user_gone, erased, "
+    "malformed)", ["outcome"],
 )
 DB_POOL_IN_USE = Gauge(
     "db_pool_connections_in_use", "Database connections checked out of the pool",

@@ -13,7 +13,8 @@ def test_live_needs_nothing(client):
 def test_ready_when_database_is_migrated(client):
     response = client.get("/health/ready")
     assert response.status_code == 200
-    assert response.get_json()["checks"] == {"database": "ok", "migrations": "ok"}
+    assert response.get_json()["checks"] == {"database": "ok", "migrations": "ok", "journal": "ok",
+                                             "ratelimit": "disabled"}
 
 
 def test_ready_fails_when_database_is_unreachable(make_app, tmp_path):

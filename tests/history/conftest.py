@@ -1,4 +1,5 @@
-"""Helpers for the history tests: solve through the API, read rows, seed many rows fast."""
+"""Helpers for the history tests: solve through the API, load the journal and read rows, seed
+many rows fast."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from flask import Flask
 
 from app.db import utcnow
 from app.extensions import db
-from app.history import service
 from app.history.models import HistoryEntry
+from tests.conftest import load_history
 
 GOOD = {"colors": 1, "customers": 1, "demands": [[1, 1, 1]]}
 IMPOSSIBLE = {"colors": 1, "customers": 2, "demands": [[1, 1, 1], [1, 1, 0]]}
@@ -22,7 +23,8 @@ V2_GOOD = {"colors": 2, "customers": [[{"color": 2, "finish": "matte"}]]}
 
 
 def rows(app: Flask) -> list[HistoryEntry]:
-    """Every history row, oldest first."""
+    """Every history row, oldest first, after loading what the journal holds."""
+    load_history(app)
     with app.app_context():
         entries = list(db.session.scalars(sa.select(HistoryEntry).order_by(HistoryEntry.id)))
         db.session.expunge_all()
@@ -50,14 +52,15 @@ def seed(app: Flask) -> Callable[..., None]:
                 step: timedelta = timedelta(seconds=1), **columns: Any) -> None:
         newest = newest or utcnow()
         batch = [seed_row(user_id, newest - step * i, **columns) for i in range(count)]
-        with app.app_context():
-            service.insert_rows(batch)
+        with app.app_context(), db.engine.begin() as connection:
+            connection.execute(sa.insert(HistoryEntry.__table__), batch)
 
     return factory
 
 
 def list_all(client, headers: dict[str, str], **query: Any) -> list[dict[str, Any]]:
-    """Follow next_cursor to the end; returns every item in order."""
+    """Load the journal, then follow next_cursor to the end; returns every item in order."""
+    load_history(client.application)
     items: list[dict[str, Any]] = []
     cursor = None
     while True:

@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 
 from app.db import utcnow
+from tests.conftest import load_history
 from tests.history.conftest import GOOD, IMPOSSIBLE, INVALID, list_all, rows
 
 TRICKY = 'agent, with "quotes", commas; and ünïcode'
@@ -20,6 +21,7 @@ def make_history(client, account, seed=None):
     client.post("/api/v2/solve", json=GOOD, headers=headers)
     client.post("/api/v2/solve", json=INVALID, headers=headers)
     client.post("/api/v2/solve/batch", json=[IMPOSSIBLE, GOOD], headers=headers)
+    load_history(client.application)
 
 
 def test_ndjson_export_matches_the_list_and_details(app, client, register, seed):

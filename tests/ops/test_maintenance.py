@@ -18,6 +18,7 @@ from app.extensions import db
 from app.history.models import HistoryEntry
 from app.ops import maintenance
 from app.polls.models import VoteIdempotencyKey
+from tests.conftest import load_history
 from tests.polls.conftest import vote
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,6 +46,7 @@ def aged(app, client, register):
     old, new = register(), register()
     for user in (old, new):
         assert client.post(SOLVE, json=PROBLEM, headers=user["headers"]).status_code == 200
+    load_history(app)  # the loader process's job
     _age(app, HistoryEntry, "created_at", timedelta(days=91), user_id=old["id"])
 
     poll = client.post("/api/v2/polls", json={"question": "Finish?", "options": ["a", "b"]},

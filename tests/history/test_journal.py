@@ -1,0 +1,149 @@
+"""The journal on the request path: segment files, their lifecycle, keys and formats."""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from app.history import inputs, loader, recording
+from tests.conftest import JOURNAL_DIR, load_history
+from tests.history.conftest import GOOD, rows
+
+
+def journal_files(directory: str | Path = JOURNAL_DIR) -> list[str]:
+    return sorted(p.name for p in Path(directory).iterdir() if p.is_file()
+                  and p.name != "loader.lock")
+
+
+def test_a_request_appends_one_line_to_an_open_segment_with_a_header(client):
+    client.get("/v1/", query_string={"input": json.dumps(GOOD)})
+    [name] = journal_files()
+    assert name.endswith(recording.OPEN)
+    header, line = (Path(JOURNAL_DIR) / name).read_text().splitlines()
+    assert json.loads(header)["format"] == recording.FORMAT == 2
+    record = json.loads(line)
+    assert record[7:10] == ["v1", inputs.TEXT, json.dumps(GOOD)]  # the input as received
+
+
+def test_closing_renames_and_loading_deletes_the_segment(app, client):
+    client.get("/v1/", query_string={"input": json.dumps(GOOD)})
+    recording.close_all()
+    [name] = journal_files()
+    assert name.endswith(recording.CLOSED)
+    assert loader.load_all(app) == 1
+    assert journal_files() == []
+    assert len(rows(app)) == 1
+
+
+def test_segments_are_closed_by_time_without_further_requests(make_app, tmp_path):
+    app = make_app(HISTORY_JOURNAL_DIR=str(tmp_path), HISTORY_JOURNAL_ROTATE_MS=20)
+    app.test_client().get("/v1/", query_string={"input": json.dumps(GOOD)})
+    deadline = time.monotonic() + 10
+    while not any(n.endswith(recording.CLOSED) for n in journal_files(tmp_path)):
+        assert time.monotonic() < deadline, journal_files(tmp_path)
+        time.sleep(0.01)
+
+
+def test_segments_are_closed_by_size(make_app, tmp_path):
+    app = make_app(HISTORY_JOURNAL_DIR=str(tmp_path), HISTORY_JOURNAL_SEGMENT_BYTES=1)
+    client = app.test_client()
+    for _ in range(3):
+        client.get("/v1/", query_string={"input": json.dumps(GOOD)})
+    assert [n.endswith(recording.CLOSED) for n in journal_files(tmp_path)] == [True] * 3
+
+
+def test_a_live_writers_open_segment_is_not_taken(client):
+    client.get("/v1/", query_string={"input": json.dumps(GOOD)})
+    assert loader.closed_segments(Path(JOURNAL_DIR)) == []
+
+
+def test_a_killed_writers_segment_is_loaded(app, tmp_path):
+    """A child process writes a record and dies without closing (as kill -9 would leave it)."""
+    directory = tmp_path / "journal"
+    journal = recording.journal_for(directory, 60_000, 1 << 20, 1 << 20, 1 << 16)
+    pid = os.fork()
+    if pid == 0:  # the child: the fork hook gave it fresh state; write and vanish
+        try:
+            journal.write(json.dumps([1, None, None, "192.0.2.9", None, "killed", "v1",
+                                      inputs.TEXT, json.dumps(GOOD), [[None, "solved", 1, 1, 1,
+                                      1, 0.1, {"status": "solved"}, None, None]]])[1:])
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    [name] = journal_files(directory)
+    assert name.endswith(recording.OPEN)
+    segments = loader.closed_segments(directory)
+    assert [p.name for p in segments] == [name.replace(recording.OPEN, recording.CLOSED)]
+    with app.app_context():
+        handled = loader.Loader(directory, app.extensions["sqlalchemy"].engine, 100,
+                                1 << 16).drain()
+    assert handled == 1
+    [row] = rows(app)
+    assert (row.request_id, row.input, row.client_address) == ("killed", GOOD, "192.0.2.9")
+
+
+def test_keys_are_generated_by_the_server_not_taken_from_the_request(app, client):
+    for _ in range(2):
+        client.get("/v1/", query_string={"input": json.dumps(GOOD)},
+                   headers={"X-Request-ID": "same-id"})
+    first, second = rows(app)
+    assert first.request_id == second.request_id == "same-id"
+    assert first.record_key != second.record_key
+    assert "same-id" not in first.record_key
+
+
+def test_a_large_input_is_digested_on_the_request_path(make_app, tmp_path):
+    app = make_app(HISTORY_JOURNAL_DIR=str(tmp_path), HISTORY_JOURNAL_INLINE_BYTES=10,
+                   HISTORY_MAX_INPUT_BYTES=20)
+    spaced = json.dumps(GOOD, indent=4)
+    app.test_client().get("/v1/", query_string={"input": spaced})
+    [name] = journal_files(tmp_path)
+    record = json.loads((tmp_path / name).read_text().splitlines()[1])
+    assert record[9] is None  # no copy of the input in the journal
+    recording.close_all()
+    with app.app_context():
+        loader.Loader.for_app(app).drain()
+    [row] = rows(app)
+    expected = inputs.stored_input(GOOD, 20)
+    assert (row.input_digest, row.input_bytes, row.truncated) == (
+        expected.digest, expected.size, True)
+
+
+def test_format_1_segments_are_still_read(app, tmp_path):
+    directory = Path(JOURNAL_DIR)
+    segment = directory / f"{time.time_ns() // 1000:017d}-1-aaaaaa{recording.CLOSED}"
+    line = {"key": "v1key", "created_at": "2026-11-30T08:00:00+00:00", "user_id": None,
+            "api_key_id": None, "client_address": "192.0.2.1", "user_agent": "old",
+            "request_id": "from-v1", "endpoint": "v1", "input_kind": inputs.TEXT,
+            "input": json.dumps(GOOD),
+            "rows": [{"batch_index": None, "status": "solved", "colors": 1, "customers": 1,
+                      "pairs": 1, "matte_count": 1, "duration_ms": 0.2,
+                      "result": {"status": "solved", "solution": [1], "matte_count": 1}}]}
+    segment.write_text(json.dumps({"format": 1}) + "\n" + json.dumps(line) + "\n")
+    [row] = rows(app)
+    assert (row.record_key, row.request_id, row.input) == ("v1key/0", "from-v1", GOOD)
+    assert row.created_at.isoformat() == "2026-11-30T08:00:00+00:00"
+    assert row.input_digest == inputs.stored_input(GOOD, 1 << 16).digest
+
+
+def test_a_segment_of_an_unknown_format_is_set_aside(app):
+    directory = Path(JOURNAL_DIR)
+    segment = directory / f"{time.time_ns() // 1000:017d}-1-bbbbbb{recording.CLOSED}"
+    segment.write_text(json.dumps({"format": 99}) + "\n[]\n")
+    load_history(app)
+    assert not segment.exists()
+    assert (directory / "rejected" / segment.name).exists()
+    (directory / "rejected" / segment.name).unlink()
+    (directory / "rejected").rmdir()
+
+
+@pytest.mark.parametrize("raw", ["{not json", json.dumps(GOOD).encode()])
+def test_text_and_bytes_inputs_round_trip_through_the_journal(app, client, raw):
+    if isinstance(raw, bytes):
+        client.post("/v1/", data=raw, content_type="application/json")
+    else:
+        client.post("/v1/", data={"input": raw})
+    [row] = rows(app)
+    assert row.input == (GOOD if isinstance(raw, bytes) else raw)

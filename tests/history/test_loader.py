@@ -1,0 +1,173 @@
+"""The loader: idempotent reloads, rows it must drop, rows the database refuses, the process."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+from prometheus_client import REGISTRY
+
+from app.auth.models import ApiKey, User
+from app.extensions import db
+from app.history import inputs, loader, recording
+from tests.conftest import JOURNAL_DIR, base_overrides, load_history
+from tests.history.conftest import GOOD, INVALID, rows
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def dropped(reason: str) -> float:
+    return REGISTRY.get_sample_value("history_loader_rows_total",
+                                     {"outcome": reason}) or 0.0
+
+
+def closed(client, count: int = 1) -> list[Path]:
+    for _ in range(count):
+        client.get("/v1/", query_string={"input": json.dumps(GOOD)})
+    recording.close_all()
+    return loader.closed_segments(Path(JOURNAL_DIR))
+
+
+def write_segment(lines: list[str]) -> Path:
+    path = Path(JOURNAL_DIR) / f"{time.time_ns() // 1000:017d}-1-cccccc{recording.CLOSED}"
+    path.write_text(json.dumps({"format": 2}) + "\n" + "".join(line + "\n" for line in lines))
+    return path
+
+
+def fields(request_id: str, user_id=None, status="solved") -> str:
+    """A format-2 record after its key (what recording.Journal.write takes)."""
+    return json.dumps([time.time_ns() // 1000, user_id, None, "192.0.2.1", "test", request_id,
+                       "v1", inputs.TEXT, json.dumps(GOOD),
+                       [[None, status, 1, 1, 1, 1, 0.1, {"status": "solved"}, None, None]]])[1:]
+
+
+def line(key: str, status="solved") -> str:
+    return f'["{key}",' + fields(key, status=status)
+
+
+def test_a_segment_loaded_twice_adds_nothing(app, client):
+    """A loader killed after its commit but before deleting the segment loads it again."""
+    [segment] = closed(client, 3)
+    copy = segment.with_name("copy")
+    shutil.copy(segment, copy)
+    before = dropped("duplicate")
+    assert loader.load_all(app) == 3
+    copy.rename(segment)
+    assert loader.load_all(app) == 3
+    assert len(rows(app)) == 3
+    assert dropped("duplicate") == before + 3
+
+
+def test_rows_of_a_deleted_user_are_dropped_and_counted(app, client, register):
+    account = register()
+    client.post("/api/v2/solve", json=GOOD, headers=account["headers"])
+    client.get("/v1/", query_string={"input": json.dumps(GOOD)})  # anonymous: kept
+    with app.app_context():
+        db.session.delete(db.session.get(User, account["id"]))
+        db.session.commit()
+    before = dropped("user_gone")
+    recorded = rows(app)
+    assert [(r.endpoint, r.user_id) for r in recorded] == [("v1", None)]
+    assert dropped("user_gone") == before + 1
+
+
+def test_a_deleted_api_key_leaves_the_row_without_its_key(app, client, register):
+    account = register()
+    created = client.post("/api/v2/auth/api-keys", json={"name": "gone"},
+                          headers=account["headers"]).get_json()
+    client.post("/api/v2/solve", json=GOOD, headers={"X-API-Key": created["secret"]})
+    with app.app_context():
+        db.session.execute(sa.delete(ApiKey).where(ApiKey.id == created["id"]))
+        db.session.commit()
+    [row] = rows(app)
+    assert (row.user_id, row.api_key_id) == (account["id"], None)
+
+
+def test_a_row_the_database_refuses_does_not_block_its_segment(app):
+    write_segment([line("good-1"), line("bad", status=None), line("good-2")])
+    before = dropped("refused")
+    assert [r.request_id for r in rows(app)] == ["good-1", "good-2"]
+    assert dropped("refused") == before + 1
+    assert loader.closed_segments(Path(JOURNAL_DIR)) == []
+
+
+def test_an_unreadable_line_is_skipped_and_counted(app):
+    write_segment([line("before"), '["torn", 17', line("after")])
+    before = dropped("malformed")
+    assert [r.request_id for r in rows(app)] == ["before", "after"]
+    assert dropped("malformed") == before + 1
+
+
+def test_erase_drops_journaled_rows_recorded_before_it(app, client, register):
+    account = register()
+    client.post("/api/v2/solve", json=GOOD, headers=account["headers"])  # loaded
+    load_history(app)
+    client.post("/api/v2/solve", json=INVALID, headers=account["headers"])  # still journaled
+    response = client.delete("/api/v2/history", headers=account["headers"])
+    assert response.get_json() == {"deleted": 1}
+    before = dropped("erased")
+    assert [r for r in rows(app) if r.user_id == account["id"]] == []
+    assert dropped("erased") == before + 1
+
+
+def test_rows_after_the_erase_and_its_tolerance_are_kept(make_app):
+    app = make_app(HISTORY_ERASE_TOLERANCE_MS=0)
+    client = app.test_client()
+    client.post("/api/v2/auth/register", json={"username": "eraser", "password": "a long phrase x"})
+    token = client.post("/api/v2/auth/login", json={
+        "username": "eraser", "password": "a long phrase x"}).get_json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    client.post("/api/v2/solve", json=GOOD, headers=headers)
+    client.delete("/api/v2/history", headers=headers)
+    time.sleep(0.002)  # the next row's stamp is after the mark
+    client.post("/api/v2/solve", json=INVALID, headers=headers)
+    assert [r.status for r in rows(app)] == ["invalid"]
+
+
+def test_the_erase_mark_only_moves_later(app, register):
+    from datetime import timedelta
+
+    from app.db import utcnow
+    from app.history import service
+    from app.history.models import HistoryErasure
+
+    account = register()
+    now = utcnow()
+    with app.test_request_context():
+        service.mark_erased(account["id"], now)
+        service.mark_erased(account["id"], now - timedelta(hours=1))
+        assert db.session.get(HistoryErasure, account["id"]).erased_before == now
+
+
+def test_the_loader_process_drains_the_journal_on_sigterm(app, client, database_url, tmp_path):
+    directory = tmp_path / "journal"
+    env = {**os.environ, **{k: str(v) for k, v in base_overrides(database_url).items()},
+           "HISTORY_JOURNAL_DIR": str(directory), "HISTORY_LOADER_POLL_MS": "50"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    process = subprocess.Popen([sys.executable, "-m", "app.history.loader"], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        journal = recording.journal_for(directory, 60_000, 1 << 20, 1 << 20, 1 << 16)
+        for index in range(50):
+            journal.write(fields(f"drain-{index}"))
+        deadline = time.monotonic() + 60
+        while not (directory / "loader.lock").exists():  # its signal handlers are installed
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert process.poll() is None, "stopped while a segment was still open"
+        journal.close()  # the web workers stop: their segments close
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, output.decode()[-2000:]
+    assert sorted(r.request_id for r in rows(app)) == sorted(f"drain-{i}" for i in range(50))
+    assert [p.name for p in directory.iterdir()] == ["loader.lock"]
