@@ -7,8 +7,10 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Response, current_app, g, request
-from flask_jwt_extended import get_current_user, verify_jwt_in_request
+from flask_jwt_extended import get_current_user, get_jwt, get_jwt_header, verify_jwt_in_request
+from flask_jwt_extended.exceptions import RevokedTokenError, UserLookupError
 
+from app.auth import tokens
 from app.auth.api_keys import resolve_api_key
 from app.auth.errors import unauthorized
 from app.auth.models import ApiKey, User
@@ -49,10 +51,27 @@ def authenticate_request() -> User:
             raise unauthorized("invalid API key")
         g.current_user, g.api_key = key.user, key
         return key.user
-    verify_jwt_in_request()
-    user = get_current_user()
+    user = _bearer_user()
     g.current_user, g.api_key = user, None
     return user
+
+
+def _bearer_user() -> User:
+    """The Bearer token's user. A token this process verified before skips flask-jwt-extended's
+    signature check (not the revocation check: `check_token` reads it on every request);
+    anything else goes through the library, with its 401 answers."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    known = tokens.verified_before(token) if scheme == "Bearer" and token else None
+    if known is None:
+        verify_jwt_in_request()
+        tokens.remember_verified(token, get_jwt_header(), get_jwt())
+        return get_current_user()
+    check = tokens.check_token(known.claims)
+    if check.revoked:
+        raise RevokedTokenError(known.header, known.claims)
+    if check.user is None:
+        raise UserLookupError("account no longer exists", known.header, known.claims)
+    return check.user
 
 
 def auth_required(view: F) -> F:

@@ -9,7 +9,10 @@ and the owner's tokens all stop working. Revocations are rows, so every instance
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -99,6 +102,54 @@ def check_token(payload: Mapping[str, Any]) -> TokenCheck:
     if family_id is not None and (row.family_id is None or row.family_revoked_at is not None):
         return TokenCheck(None, True)
     return TokenCheck(_detached_user(row), False)
+
+
+@dataclass(frozen=True)
+class VerifiedToken:
+    """An access token whose signature and claims the library verified in this process."""
+
+    header: dict[str, Any]
+    claims: dict[str, Any]
+
+
+VERIFIED_TOKENS_PER_PROCESS = 10_000
+_verified_lock = threading.Lock()
+
+
+def remember_verified(token: str, header: dict[str, Any], claims: dict[str, Any]) -> None:
+    """Keep a token flask-jwt-extended just verified, so its next use skips the signature check.
+
+    Only the verification is kept (per app, since apps may differ in key): revocation and the
+    user are still read from the database on every request (`check_token`).
+    """
+    cache = _verified_tokens()
+    with _verified_lock:
+        cache[token] = VerifiedToken(dict(header), dict(claims))
+        while len(cache) > VERIFIED_TOKENS_PER_PROCESS:
+            cache.popitem(last=False)
+
+
+def verified_before(token: str) -> VerifiedToken | None:
+    """The token's verified header and claims if this process verified it and it has not
+    expired since (then the library verifies it again, and answers 401 for the expiry)."""
+    known = _verified_tokens().get(token)
+    if known is None:
+        return None
+    exp = known.claims.get("exp")
+    if not isinstance(exp, int | float) or exp <= time.time():
+        with _verified_lock:
+            _verified_tokens().pop(token, None)
+        return None
+    return known
+
+
+def _verified_tokens() -> OrderedDict[str, VerifiedToken]:
+    extensions = current_app.extensions
+    cache = extensions.get("verified_access_tokens")
+    if cache is None:
+        with _verified_lock:
+            cache = extensions.setdefault("verified_access_tokens", OrderedDict())
+    return cache
 
 
 def _detached_user(row: Any) -> User:

@@ -208,7 +208,10 @@ def test_a_key_acts_only_for_its_owner(client, register):
     key = _key(client, alice)
     bobs = _key(client, bob)
     response = client.delete(f"{KEYS}/{bobs['id']}", headers={"X-API-Key": key["secret"]})
+    assert response.status_code == 403  # a key manages no keys at all (issue 17)
+    response = client.delete(f"{KEYS}/{bobs['id']}", headers=alice["headers"])
     assert response.status_code == 404
+    assert client.get("/api/v2/auth/me", headers={"X-API-Key": bobs["secret"]}).status_code == 200
 
 
 # --- login ----------------------------------------------------------------------------------------

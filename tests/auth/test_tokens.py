@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
+from sqlalchemy import event as sa_event
 
 from app.auth.models import RevokedToken, TokenFamily
 from app.db import utcnow
@@ -124,3 +125,85 @@ def test_purge_revoked_deletes_only_expired_rows(app, client, register):
 def test_logout_checks_the_token_before_the_body(client):
     response = client.post(LOGOUT, json={"unexpected": True})
     assert_unauthorized(response, "missing credentials")
+
+
+def _statements(app):
+    """The SQL statements the app's engine runs (a list filled as they run)."""
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args):
+        seen.append(statement)
+
+    with app.app_context():
+        sa_event.listen(db.engine, "before_cursor_execute", record)
+    return seen, lambda: _remove(app, record)
+
+
+def _remove(app, record):
+    with app.app_context():
+        sa_event.remove(db.engine, "before_cursor_execute", record)
+
+
+def test_a_token_check_is_one_query(app, client, register):
+    """User and revocation (token and login) in one indexed query, also for a token this
+    process verified before."""
+    user = register()
+    assert client.get(ME, headers=user["headers"]).status_code == 200
+    seen, stop = _statements(app)
+    try:
+        for _ in range(2):
+            assert client.get(ME, headers=user["headers"]).status_code == 200
+    finally:
+        stop()
+    assert len(seen) == 2, seen
+    assert all("revoked_tokens" in s and "token_families" in s and "users" in s for s in seen)
+
+
+def test_a_verified_token_revoked_by_logout_is_refused_on_the_next_request(client, register):
+    user = register()
+    for _ in range(2):  # verified, then served from this process's verified tokens
+        assert client.get(ME, headers=user["headers"]).status_code == 200
+    assert client.post(LOGOUT, headers=user["headers"]).status_code == 204
+    assert_unauthorized(client.get(ME, headers=user["headers"]), "token has been revoked")
+
+
+def test_a_verified_token_whose_login_was_revoked_elsewhere_is_refused(app, client, register):
+    user = register()
+    assert client.get(ME, headers=user["headers"]).status_code == 200
+    with app.app_context():
+        db.session.execute(update(TokenFamily).values(revoked_at=utcnow()))
+        db.session.commit()
+    assert_unauthorized(client.get(ME, headers=user["headers"]), "token has been revoked")
+
+
+def test_a_verified_token_expires_on_time(client, register, monkeypatch):
+    """A token verified before is served from memory only until its `exp`: then the library
+    checks it again and answers 401 expired."""
+    import time as real_time
+    from datetime import datetime
+
+    from app.auth import tokens
+
+    user = register()
+    assert client.get(ME, headers=user["headers"]).status_code == 200
+    later = real_time.time() + 3600
+
+    class Later(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.fromtimestamp(later, tz)
+
+    monkeypatch.setattr(tokens.time, "time", lambda: later)
+    monkeypatch.setattr("jwt.api_jwt.datetime", Later)
+    assert_unauthorized(client.get(ME, headers=user["headers"]), "token has expired")
+
+
+def test_a_deleted_account_is_refused_at_once(app, client, register):
+    from app.auth.models import User
+
+    user = register()
+    assert client.get(ME, headers=user["headers"]).status_code == 200
+    with app.app_context():
+        db.session.execute(delete(User).where(User.id == user["id"]))
+        db.session.commit()
+    assert client.get(ME, headers=user["headers"]).status_code == 401
