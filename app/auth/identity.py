@@ -6,26 +6,20 @@ authenticated or not; credentials that do not check out count against the client
 
 from __future__ import annotations
 
-from flask import g, request
+from flask import request
 from flask_jwt_extended import decode_token
 
-from app.auth.decorators import presented_api_key, resolve_presented_key
-
-_CACHE = "_ratelimit_identity"
+from app.auth.decorators import LEGACY_PREFIX, presented_api_key, resolve_presented_key
 
 
 def client_address() -> str:
     """`addr:<ip>`: `request.remote_addr` after ProxyFix, so a forged X-Forwarded-For is moot."""
-    return f"addr:{request.remote_addr or 'unknown'}"
+    return "addr:" + (request.environ.get("REMOTE_ADDR") or "unknown")
 
 
 def identity_key() -> str:
     """`key:<id>` for a live API key, `user:<id>` for a valid access token, else the address."""
-    cached = g.get(_CACHE)
-    if cached is None:
-        cached = _resolve_identity() or client_address()
-        setattr(g, _CACHE, cached)
-    return cached
+    return _resolve_identity() or client_address()
 
 
 def username_key() -> str:
@@ -38,10 +32,16 @@ def username_key() -> str:
 
 
 def _resolve_identity() -> str | None:
-    if presented_api_key() is not None:
+    req = request._get_current_object()  # one proxy lookup instead of one per attribute
+    environ = req.environ
+    # An API key arrives in X-API-Key, or (legacy /v1/ only) in the query string. `in` first:
+    # a missing key's `args.get` raises and catches an HTTP exception inside werkzeug.
+    may_have_key = "HTTP_X_API_KEY" in environ or (
+        environ.get("QUERY_STRING") and _is_legacy(environ) and "api_key" in req.args)
+    if may_have_key and presented_api_key() is not None:
         key = resolve_presented_key()
         return f"key:{key.id}" if key is not None else None
-    header = request.headers.get("Authorization")
+    header = environ.get("HTTP_AUTHORIZATION")
     if not header:
         return None
     scheme, _, token = header.partition(" ")
@@ -54,3 +54,8 @@ def _resolve_identity() -> str | None:
     if claims.get("type") != "access":
         return None
     return f"user:{claims.get('sub')}"
+
+
+def _is_legacy(environ: dict) -> bool:
+    path = environ.get("PATH_INFO", "")
+    return path == LEGACY_PREFIX or path.startswith(LEGACY_PREFIX + "/")

@@ -1,21 +1,30 @@
 """JSON logs on stdout: one line per request plus application events, secrets redacted.
 
 Every line has `time`, `level`, `logger`, `message` and, inside a request, `request_id`. The
-request line adds method, route (the URL rule), status, duration_ms, user_id and client.
-gunicorn.conf.py routes gunicorn's access and error logs through the same handler, so all three
-share one shape. Request bodies and headers are never logged; `redact` is the safety net for
-whatever reaches a log line anyway (exception texts, third-party messages).
+request line adds method, route (the URL rule), path (without the query string), status,
+duration_ms, user_id and client. gunicorn.conf.py routes gunicorn's error log (and its access
+log, when switched on) through the same handler, so all of them share one shape. Request bodies
+and headers are never logged; `redact` is the safety net for whatever reaches a log line anyway
+(exception texts, third-party messages, client-chosen text such as a path or a request id).
+
+The formatter builds one dict per line and serialises it once. The request line is built by
+`init_request_logging` with only its client-controlled texts redacted (the others are numbers,
+URL rules or the redacted message); other records have every field redacted, by name and value.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import re
 import sys
 import time
 from typing import Any
 
-from pythonjsonlogger.json import JsonFormatter
+from flask import Flask, Response, g, request
+
+from app.ops.request_id import STARTED
 
 REDACTED = "[REDACTED]"
 _SENSITIVE_KEYS = r"password|passwd|secret|token|access_token|refresh_token|api_key|apikey|" \
@@ -34,11 +43,17 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 _SENSITIVE_NAME = re.compile(_SENSITIVE_KEYS, re.IGNORECASE)
 REQUEST_LOGGER = "app.request"
 _HANDLER_FLAG = "_paintshop_json"
-
+UNMATCHED_ROUTE = "unmatched"  # as app.ops.metrics labels it (not imported: gunicorn's master
+# loads this module for its log config and must not create metric files)
 
 # Every pattern above needs one of these to match; most log text has none, so one cheap search
 # lets it skip the four substitutions (a request line is formatted on every request).
 _MAYBE_SECRET = re.compile(r"[:=$]|eyJ|bearer|basic", re.IGNORECASE)
+
+# LogRecord attributes that are not "extra" fields of a line.
+_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "request_id", "fields",
+}
 
 
 def redact(text: str) -> str:
@@ -47,37 +62,6 @@ def redact(text: str) -> str:
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
-
-
-class RequestIdFilter(logging.Filter):
-    """Adds the current request's id to every record emitted while it is handled."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "request_id", None) is None:
-            record.request_id = _current_request_id()
-        return True
-
-
-def _current_request_id() -> str | None:
-    try:
-        from flask import g, has_app_context, has_request_context
-    except ImportError:  # pragma: no cover - flask is a dependency
-        return None
-    if has_request_context() and has_app_context():
-        return g.get("request_id")
-    return None
-
-
-class RedactingJsonFormatter(JsonFormatter):
-    """python-json-logger's formatter; secret-named fields and secret-looking text redacted."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger"})
-        kwargs.setdefault("timestamp", "time")
-        super().__init__("%(levelname)s %(name)s %(message)s", *args, **kwargs)
-
-    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
-        return {key: _redact_value(key, value) for key, value in log_data.items()}
 
 
 def _redact_value(key: str, value: Any) -> Any:
@@ -92,22 +76,102 @@ def _redact_value(key: str, value: Any) -> Any:
     return value
 
 
+class RequestIdFilter(logging.Filter):
+    """Adds the current request's id to every record emitted while it is handled."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = _current_request_id()
+        return True
+
+
+def _current_request_id() -> str | None:
+    if request:  # a request context is active (the proxy is falsy without one)
+        return g.get("request_id")
+    return None
+
+
+class _UtcClock:
+    """ISO 8601 UTC times; the seconds part is formatted once per second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def iso(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._prefix}.{int((created - second) * 1e6):06d}+00:00"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    return str(value)
+
+
+_ENCODER = json.JSONEncoder(default=_json_default)
+
+
+class RedactingJsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, request_id, then the fields.
+
+    A record that carries `fields` (the request line) has them added as they are: its builder
+    redacted what needed it. Any other record's extra attributes are redacted by name and value.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._clock = _UtcClock()
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = getattr(record, "line", None)
+        if line is not None:  # a request line: built and redacted by `request_record`
+            return _ENCODER.encode({"time": self._clock.iso(record.created),
+                                    "level": record.levelname, "logger": record.name, **line})
+        data: dict[str, Any] = {
+            "time": self._clock.iso(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        request_id = getattr(record, "request_id", None)
+        if request_id is not None:
+            data["request_id"] = redact(str(request_id))
+        fields = getattr(record, "fields", None)
+        if fields is not None:
+            data.update(fields)
+        else:
+            for key, value in record.__dict__.items():
+                if key not in _RECORD_ATTRS:
+                    data[key] = _redact_value(key, value)
+        self.add_fields(data, record)
+        if record.exc_info:
+            data["exc_info"] = redact(self.formatException(record.exc_info))
+        if record.stack_info:
+            data["stack_info"] = redact(self.formatStack(record.stack_info))
+        return _ENCODER.encode(data)
+
+    def add_fields(self, data: dict[str, Any], record: logging.LogRecord) -> None:
+        """Subclasses add fields of their own."""
+
+
 class GunicornAccessFormatter(RedactingJsonFormatter):
     """gunicorn passes its access-log atoms as the record's args; turn them into fields."""
 
-    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord,
-                   message_dict: dict[str, Any]) -> None:
-        super().add_fields(log_data, record, message_dict)
+    def add_fields(self, data: dict[str, Any], record: logging.LogRecord) -> None:
         atoms = record.args if isinstance(record.args, dict) else {}
         if atoms:
-            log_data.update({
-                "request_id": atoms.get("{x-request-id}o") or None,
-                "method": atoms.get("m"),
-                "path": atoms.get("U"),
+            data.update({
+                "request_id": redact(atoms.get("{x-request-id}o") or "") or None,
+                "method": redact(str(atoms.get("m") or "")),
+                "path": redact(str(atoms.get("U") or "")),
                 "status": _int_or_none(atoms.get("s")),
                 "duration_ms": _ms(atoms.get("D")),
                 "bytes": _int_or_none(atoms.get("B")),
-                "client": atoms.get("h"),
+                "client": redact(str(atoms.get("h") or "")),
                 "pid": atoms.get("p"),
             })
 
@@ -160,42 +224,66 @@ def configure_logging(level: str) -> None:
     if not any(getattr(h, _HANDLER_FLAG, False) for h in root.handlers):
         root.addHandler(make_handler())
     root.setLevel(level.upper())
+    # The JSON lines carry no thread or process names: do not look them up for every record.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     # werkzeug's own request lines would duplicate ours (development server only).
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # noise at boot
 
 
-def init_request_logging(app: Any) -> None:
+def init_request_logging(app: Flask) -> None:
     """One INFO line per request (ERROR for 5xx) after the response is built."""
-    from flask import Response, g, request
-
-    from app.ops.metrics import route_label
-
     log = logging.getLogger(REQUEST_LOGGER)
-
-    def start() -> None:
-        request.environ.setdefault("paintshop.log.started", time.perf_counter())
-
-    app.before_request_funcs.setdefault(None, []).insert(0, start)
 
     @app.after_request
     def log_request(response: Response) -> Response:
-        started = request.environ.get("paintshop.log.started")
-        duration = (time.perf_counter() - started) * 1000 if started is not None else None
-        user = g.get("current_user")
         status = response.status_code
-        route = route_label()
-        log.log(
-            logging.ERROR if status >= 500 else logging.INFO,
-            "%s %s %s", request.method, route, status,
-            extra={
-                "request_id": g.get("request_id"),
-                "method": request.method,
-                "route": route,
-                "status": status,
-                "duration_ms": None if duration is None else round(duration, 3),
-                "user_id": getattr(user, "id", None),
-                "client": request.remote_addr,
-            },
-        )
+        level = logging.ERROR if status >= 500 else logging.INFO
+        if log.isEnabledFor(level):
+            log.handle(request_record(log, level, status))
         return response
+
+
+class RequestLogRecord(logging.LogRecord):
+    """The request line's record: LogRecord's attributes set directly (no caller, thread or
+    process lookups), and `line`, the JSON fields after time, level and logger, redacted."""
+
+    def __init__(self, name: str, level: int, line: dict[str, Any]) -> None:
+        now = time.time()
+        self.name, self.levelno, self.levelname = name, level, logging.getLevelName(level)
+        self.msg, self.args, self.line = line["message"], None, line
+        self.request_id = line["request_id"]
+        self.exc_info = self.exc_text = self.stack_info = None
+        self.created, self.msecs = now, (now - int(now)) * 1000
+        self.relativeCreated = (now - logging._startTime) * 1000
+        self.pathname = self.filename = self.module = ""
+        self.lineno, self.funcName = 0, None
+        self.thread = self.threadName = self.process = self.processName = self.taskName = None
+
+
+def request_record(log: logging.Logger, level: int, status: int) -> logging.LogRecord:
+    """The request line's record, built directly (no caller lookup, no extra-field merging).
+
+    Only client-chosen texts can hold a secret here (method, path, request id, the forwarded
+    address); they are redacted. Route, status, numbers and ids cannot.
+    """
+    req = request._get_current_object()  # one proxy lookup instead of one per attribute
+    ctx_g = g._get_current_object()
+    started = req.environ.get(STARTED)
+    method = redact(req.method)
+    rule = req.url_rule
+    route = rule.rule if rule is not None else UNMATCHED_ROUTE
+    client = req.remote_addr
+    request_id = getattr(ctx_g, "request_id", None)
+    return RequestLogRecord(log.name, level, {
+        "message": f"{method} {route} {status}",
+        "request_id": None if request_id is None else redact(request_id),
+        "method": method,
+        "route": route,
+        "path": redact(req.path),
+        "status": status,
+        "duration_ms": (None if started is None
+                        else round((time.perf_counter() - started) * 1000, 3)),
+        "user_id": getattr(getattr(ctx_g, "current_user", None), "id", None),
+        "client": redact(client) if client else None,
+    })

@@ -11,6 +11,7 @@ import hmac
 import ipaddress
 import os
 import time
+from typing import Any
 
 from flask import Flask, Response, current_app, request
 from flask_smorest import Blueprint
@@ -23,6 +24,8 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.exposition import choose_encoder
+
+from app.ops.request_id import STARTED
 
 # 1 ms .. 10 s, roughly x2.5 per step.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -92,7 +95,10 @@ DB_POOL_IN_USE = Gauge(
 
 def observe_solve(endpoint: str, status: str, seconds: float,
                   colors: int | None, customers: int | None, pairs: int | None) -> None:
-    SOLVE_OUTCOMES.labels(endpoint=endpoint, status=status).inc()
+    outcome = _OUTCOMES.get((endpoint, status))
+    if outcome is None:  # endpoints and statuses are fixed sets: this stays small
+        outcome = _OUTCOMES[(endpoint, status)] = SOLVE_OUTCOMES.labels(endpoint, status)
+    outcome.inc()
     SOLVE_DURATION.observe(seconds)
     if pairs is not None:
         SOLVE_PAIRS.observe(pairs)
@@ -100,12 +106,14 @@ def observe_solve(endpoint: str, status: str, seconds: float,
         SOLVE_CUSTOMERS.observe(customers or 0)
 
 
+_OUTCOMES: dict[tuple[str, str], Any] = {}
+
+
 # --- Recording in request hooks, the pool gauge and GET /metrics --------------------------------
 
 UNMATCHED_ROUTE = "unmatched"
 OTHER_METHOD = "OTHER"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_STARTED_KEY = "paintshop.metrics.started"
 
 
 def route_label() -> str:
@@ -121,24 +129,35 @@ def method_label(method: str) -> str:
 
 def init_metrics(app: Flask) -> None:
     """Count and time every request by URL rule; track database connections in use."""
-
-    def start_timer() -> None:
-        request.environ[_STARTED_KEY] = time.perf_counter()
-
-    # First of all before_request functions, so a request refused early (429) is timed too.
-    app.before_request_funcs.setdefault(None, []).insert(0, start_timer)
-
-    @app.after_request
-    def record_request(response: Response) -> Response:
-        started = request.environ.get(_STARTED_KEY)
-        route = route_label()
-        HTTP_REQUESTS.labels(method_label(request.method), route,
-                             str(response.status_code)).inc()
-        if started is not None:
-            HTTP_DURATION.labels(route=route).observe(time.perf_counter() - started)
-        return response
-
+    app.after_request(record_request)
     _track_pool(app)
+
+
+def record_request(response: Response) -> Response:
+    req = request._get_current_object()  # one proxy lookup instead of one per attribute
+    started = req.environ.get(STARTED)
+    rule = req.url_rule
+    count, duration = _request_series(method_label(req.method),
+                                      rule.rule if rule is not None else UNMATCHED_ROUTE,
+                                      response.status_code)
+    count.inc()
+    if started is not None:
+        duration.observe(time.perf_counter() - started)
+    return response
+
+
+# (method, route, status) -> (counter child, histogram child): the label values come from fixed
+# sets, so this stays small, and each request skips prometheus-client's `labels()` lookups.
+_SERIES: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def _request_series(method: str, route: str, status: int) -> tuple[Any, Any]:
+    key = (method, route, status)
+    series = _SERIES.get(key)
+    if series is None:
+        series = _SERIES[key] = (HTTP_REQUESTS.labels(method, route, str(status)),
+                                 HTTP_DURATION.labels(route))
+    return series
 
 
 def _track_pool(app: Flask) -> None:

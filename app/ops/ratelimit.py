@@ -26,7 +26,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, request
 from limits import parse
 
 from app.errors import ApiError
@@ -48,7 +48,7 @@ EXEMPT_PREFIXES = ("/health/", "/docs")
 EXEMPT_PATHS = frozenset({"/metrics"})
 GENERAL = "general"
 _STATE = "paintshop_ratelimit"
-_DECISION = "_ratelimit_decision"
+_DECISION = "paintshop.ratelimit"  # the request's tightest Decision, in the WSGI environ
 
 
 class RateLimited(ApiError):
@@ -201,15 +201,18 @@ def _state() -> _AppLimits | None:
 
 def _general_hook(limits: _AppLimits) -> Callable[[], None]:
     general = limits.general
+    key_func = limits.key_func
 
     def limit_request() -> None:
-        path = request.path
+        req = request._get_current_object()  # one proxy lookup instead of one per attribute
+        path = req.path
         if path in EXEMPT_PATHS or path.startswith(EXEMPT_PREFIXES):
             return
-        if request.endpoint in limits.skipped_endpoints():
+        rule = req.url_rule
+        if rule is not None and rule.endpoint in limits.skipped_endpoints():
             return
-        decision = general.hit(limits.key_func())
-        g._ratelimit_decision = decision
+        decision = general.hit(key_func())
+        req.environ[_DECISION] = decision
         if not decision.allowed:
             raise RateLimited(decision)
 
@@ -218,9 +221,10 @@ def _general_hook(limits: _AppLimits) -> Callable[[], None]:
 
 def _remember(decision: Decision) -> None:
     """Keep the tightest decision of this request for its headers."""
-    previous = g.get(_DECISION)
+    environ = request.environ
+    previous = environ.get(_DECISION)
     if previous is None or decision.remaining <= previous.remaining:
-        g._ratelimit_decision = decision
+        environ[_DECISION] = decision
 
 
 def _header_values(decision: Decision) -> dict[str, str]:
@@ -230,13 +234,13 @@ def _header_values(decision: Decision) -> dict[str, str]:
 
 
 def add_headers(response: Response) -> Response:
-    decision = g.get(_DECISION)
+    decision = request.environ.get(_DECISION)
     if decision is not None:
-        headers = response.headers
-        for name, value in _header_values(decision).items():
-            headers[name] = value
-        if response.status_code == 429:
+        if response.status_code == 429:  # RateLimited set them; count the refusal
             RATE_LIMITED.labels(route=route_label()).inc()
+        else:
+            add = response.headers.add  # views never set these: no replace scan needed
+            add("X-RateLimit-Limit", str(decision.item.amount))
+            add("X-RateLimit-Remaining", str(decision.remaining))
+            add("X-RateLimit-Reset", str(int(decision.reset)))
     return response
-
-

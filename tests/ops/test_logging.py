@@ -193,3 +193,33 @@ def test_the_json_handler_is_installed_once(make_app: Callable[..., Flask]) -> N
     make_app()
     flagged = [h for h in logging.getLogger().handlers if getattr(h, "_paintshop_json", False)]
     assert len(flagged) == 1
+
+
+def test_the_request_line_shows_the_path_without_the_query_string(
+    client: FlaskClient, logs: io.StringIO
+) -> None:
+    client.get("/v1/?input=%7B%7D&api_key=psk_secret_in_query")
+    [line] = request_lines(logs)
+    assert (line["route"], line["path"]) == ("/v1/", "/v1/")
+    assert "psk_secret_in_query" not in logs.getvalue()
+
+
+def test_client_chosen_texts_of_the_request_line_are_redacted(
+    client: FlaskClient, logs: io.StringIO
+) -> None:
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
+    client.get(f"/no/token={jwt}/x", headers={"X-Request-ID": "password=hunter2hunter2"})
+    text = logs.getvalue()
+    assert jwt not in text and "hunter2hunter2" not in text
+    [line] = request_lines(logs)
+    assert line["path"].startswith("/no/") and line["route"] == "unmatched"
+
+
+def test_application_records_keep_their_extra_fields_redacted_by_name(
+    logs: io.StringIO,
+) -> None:
+    logging.getLogger("app.test").info("event", extra={"deleted": {"rows": 3},
+                                                       "api_key": "psk_live_abc"})
+    line = next(x for x in lines(logs) if x["logger"] == "app.test")
+    assert line["deleted"] == {"rows": 3}
+    assert line["api_key"] == "[REDACTED]"

@@ -152,3 +152,33 @@ def test_metrics_read_every_worker_file_when_multiprocess(
             registry=CollectorRegistry()).labels("GET", "/from/other/worker", "200").inc(7)
     text = client.get("/metrics").get_data(as_text=True)
     assert 'http_requests_total{method="GET",route="/from/other/worker",status="200"} 7.0' in text
+
+
+def test_unknown_methods_share_one_label(client: FlaskClient) -> None:
+    """Clients choosing method names must not create series (20,000 random methods did)."""
+    before = value("http_requests_total", method="OTHER", route="unmatched", status="405") + \
+        value("http_requests_total", method="OTHER", route="unmatched", status="404")
+    for name in ("FOO", "XYZZY", "PROPFIND"):
+        client.open("/no/such/path", method=name)
+    after = value("http_requests_total", method="OTHER", route="unmatched", status="405") + \
+        value("http_requests_total", method="OTHER", route="unmatched", status="404")
+    assert after - before == 3
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'method="FOO"' not in text and 'method="XYZZY"' not in text
+
+
+def test_request_series_stay_bounded_under_random_methods_and_paths(client: FlaskClient) -> None:
+    import random
+    import string
+
+    def series() -> int:
+        text = client.get("/metrics").get_data(as_text=True)
+        return sum(1 for line in text.splitlines() if line.startswith("http_requests_total{"))
+
+    client.open("/warm/up", method="QWERTY")
+    before = series()
+    rng = random.Random(7)
+    for _ in range(200):
+        method = "".join(rng.choices(string.ascii_uppercase, k=8))
+        client.open("/" + "".join(rng.choices(string.ascii_lowercase, k=12)), method=method)
+    assert series() - before <= 2  # at most the /metrics scrape's own series and one status
