@@ -118,7 +118,6 @@ class Settings:
     # long after it (see docs/OPERATIONS.md, history journal).
     history_erase_tolerance_ms: int = 1_000
 
-
     # Polls.
     poll_stream_max_per_process: int = 4  # below GUNICORN_THREADS (8): streams never take them all
     poll_stream_max_per_user: int = 2  # per process: one user cannot take every slot
@@ -135,6 +134,7 @@ class Settings:
     cloudwatch_enabled: bool = True
     cloudwatch_namespace: str = "PaintShop"
     cloudwatch_interval_seconds: int = 60
+    cloudwatch_region: str = ""  # else AWS_DEFAULT_REGION; the publisher refuses to start without
     environment_name: str = ""
 
     @classmethod

@@ -8,13 +8,21 @@ datums and sends them with PutMetricData, at most 1000 datums per call, retried 
 Counters become per-interval deltas (the first reading is only the baseline; a counter that went
 down was reset by a restart and counts from zero). Histograms become statistic sets (SampleCount,
 Sum, and Minimum/Maximum approximated by the edges of the lowest and highest non-empty buckets).
-Without AWS credentials, or with CLOUDWATCH_ENABLED=false, it says so once and idles.
+Gauges are sent as read (the largest value over the processes), every cycle.
+
+With CLOUDWATCH_ENABLED=false it says so once and idles. Otherwise a publisher that cannot
+start (no region: CLOUDWATCH_REGION or AWS_DEFAULT_REGION; no credentials) logs one error and
+exits 1, and the `metrics-publisher-silent` alarm (PublisherHeartbeat, missing data breaching)
+fires: a silent publisher would leave every other PaintShop alarm blind.
 
 Published (namespace CLOUDWATCH_NAMESPACE, dimension Environment = ENVIRONMENT_NAME or APP_ENV):
-RequestCount (total, and per Route), Http5xx, SolveFailures (solver routes answered 5xx),
-HistoryWriteFailures, AuthFailures (auth_failures_total: bad passwords, tokens, API keys),
-RateLimited (answers 429), Votes (accepted or changed), Logins (per Outcome), SolveDuration and
-RequestLatency (total and per Route; milliseconds).
+PublisherHeartbeat (1 per cycle), RequestCount (total, and per Route), Http5xx, SolveFailures
+(solver routes answered 5xx), AuthFailures (auth_failures_total: bad passwords, tokens, API
+keys), RateLimited (answers 429), Votes (accepted or changed), Logins (per Outcome),
+SolveDuration and RequestLatency (total and per Route; milliseconds); and, when the registry
+has them, HistoryJournalWriteFailures, HistoryJournalOldestAgeSeconds,
+HistoryJournalBacklogRows and RateLimiterDegraded (1 while the limiter runs on its in-memory
+fallback).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import logging
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -36,8 +45,18 @@ log = logging.getLogger("app.ops.cloudwatch")
 
 MAX_DATUMS_PER_CALL = 1000
 SOLVER_ROUTE_PREFIXES = ("/api/v2/solve", "/v1")
-ALWAYS_SENT = ("RequestCount", "Http5xx", "SolveFailures", "HistoryWriteFailures",
-               "AuthFailures", "RateLimited", "Votes")
+ALWAYS_SENT = ("RequestCount", "Http5xx", "SolveFailures", "AuthFailures", "RateLimited", "Votes")
+# CloudWatch name -> Prometheus counter, sent only while some process has the counter.
+OPTIONAL_COUNTERS = {
+    "HistoryJournalWriteFailures": "history_journal_write_failures_total",
+}
+# Prometheus gauge -> (CloudWatch name, unit); the largest value over the processes is sent.
+GAUGES = {
+    "history_journal_oldest_age_seconds": ("HistoryJournalOldestAgeSeconds", "Seconds"),
+    "history_journal_backlog_rows": ("HistoryJournalBacklogRows", "Count"),
+    "ratelimit_storage_degraded": ("RateLimiterDegraded", "None"),
+}
+HEARTBEAT = "PublisherHeartbeat"
 
 COUNTED_VOTES = ("accepted", "changed")
 
@@ -68,6 +87,22 @@ def snapshot(registry: CollectorRegistry) -> Snapshot:
                 continue
             values[(sample.name, tuple(sorted(sample.labels.items())))] = float(sample.value)
     return values
+
+
+def gauges(registry: CollectorRegistry) -> dict[str, float]:
+    """The largest value of each mapped gauge over all samples (processes); absent ones left out."""
+    values: dict[str, float] = {}
+    for family in registry.collect():
+        if family.type != "gauge" or family.name not in GAUGES:
+            continue
+        samples = [float(s.value) for s in family.samples if s.name == family.name]
+        if samples:
+            values[family.name] = max(samples)
+    return values
+
+
+class StartupError(RuntimeError):
+    """The publisher cannot run as configured (reported once, then the process exits 1)."""
 
 
 class DeltaTracker:
@@ -117,7 +152,9 @@ def counter_totals(changes: Snapshot) -> tuple[dict[str, float], dict[str, float
             totals["Http5xx"] += value
             if _is_solver_route(route):
                 totals["SolveFailures"] += value
-    totals["HistoryWriteFailures"] = _sum(changes, "history_write_failures_total")
+    for metric, counter in OPTIONAL_COUNTERS.items():
+        if any(name == counter for name, _ in changes):
+            totals[metric] = _sum(changes, counter)
     totals["AuthFailures"] = _sum(changes, "auth_failures_total")
     totals["RateLimited"] = _sum(changes, "rate_limited_requests_total")
     totals["Votes"] = sum(v for labels, v in _samples(changes, "poll_votes_total")
@@ -172,6 +209,23 @@ def _bucket_range(cumulative: dict[float, float]) -> tuple[float, float]:
     return (low or 0.0), high
 
 
+def _datum(name: str, unit: str, dims: list[dict[str, str]], when: datetime,
+           **value: Any) -> Datum:
+    return {"MetricName": name, "Dimensions": dims, "Timestamp": when, "Unit": unit, **value}
+
+
+def status_datums(readings: dict[str, float], environment: str,
+                  timestamp: datetime | None = None) -> list[Datum]:
+    """Sent every cycle, the first included: the heartbeat and the gauges as read."""
+    when = timestamp or datetime.now(UTC)
+    env = [{"Name": "Environment", "Value": environment}]
+    datums = [_datum(HEARTBEAT, "Count", env, when, Value=1.0)]
+    for gauge, value in sorted(readings.items()):
+        name, unit = GAUGES[gauge]
+        datums.append(_datum(name, unit, env, when, Value=value))
+    return datums
+
+
 def build_datums(changes: Snapshot, environment: str,
                  timestamp: datetime | None = None) -> list[Datum]:
     """CloudWatch datums for one interval's changes."""
@@ -179,7 +233,7 @@ def build_datums(changes: Snapshot, environment: str,
     env = [{"Name": "Environment", "Value": environment}]
 
     def datum(name: str, unit: str, dims: list[dict[str, str]], **value: Any) -> Datum:
-        return {"MetricName": name, "Dimensions": dims, "Timestamp": when, "Unit": unit, **value}
+        return _datum(name, unit, dims, when, **value)
 
     totals, per_route = counter_totals(changes)
     datums = [datum(name, "Count", env, Value=value) for name, value in totals.items()]
@@ -230,15 +284,16 @@ class Publisher:
     def cycle(self) -> int:
         """Read, diff and send; returns the number of datums delivered."""
         before = self.tracker.previous
-        changes = self.tracker.delta(snapshot(self.registry_factory()))
-        if changes is None:
-            return 0
-        datums = build_datums(changes, self.environment)
+        registry = self.registry_factory()
+        changes = self.tracker.delta(snapshot(registry))
+        datums = status_datums(gauges(registry), self.environment)
+        if changes is not None:
+            datums += build_datums(changes, self.environment)
         sent = 0
         for batch in batches(datums):
             if not self._put(batch):
-                if sent == 0:
-                    self.tracker.rewind(before)
+                if sent == 0 and changes is not None:
+                    self.tracker.rewind(before)  # the next interval's delta includes this one
                 break
             sent += len(batch)
         return sent
@@ -260,7 +315,21 @@ class Publisher:
         return False
 
 
-def make_client(region: str | None = None) -> Any:
+def resolve_region(configured: str) -> str:
+    """CLOUDWATCH_REGION, else what botocore finds (AWS_DEFAULT_REGION, a config file).
+
+    botocore never asks the instance metadata for it, so on Elastic Beanstalk it must come from
+    the environment (infra/environment.yaml sets both from AWS::Region).
+    """
+    import boto3
+
+    region = configured or boto3.session.Session().region_name
+    if not region:
+        raise StartupError("no AWS region: set CLOUDWATCH_REGION or AWS_DEFAULT_REGION")
+    return region
+
+
+def make_client(region: str) -> Any:
     import boto3
     from botocore.config import Config
 
@@ -275,7 +344,8 @@ def has_credentials() -> bool:
     return boto3.session.Session().get_credentials() is not None
 
 
-def run(stop: threading.Event) -> None:
+def run(stop: threading.Event) -> int:
+    """The publishing loop until `stop`; the process's exit status (1: it could not start)."""
     from botocore.exceptions import NoCredentialsError
 
     from app.config import Settings
@@ -285,27 +355,31 @@ def run(stop: threading.Event) -> None:
     if not settings.cloudwatch_enabled:
         log.info("CloudWatch publishing disabled (CLOUDWATCH_ENABLED=false); idling")
         stop.wait()
-        return
-    if not has_credentials():
-        log.warning("no AWS credentials found; CloudWatch publishing idles")
-        stop.wait()
-        return
+        return 0
+    try:
+        region = resolve_region(settings.cloudwatch_region)
+        if not has_credentials():
+            raise StartupError("no AWS credentials found (instance role, environment or files)")
+        client = make_client(region)
+    except StartupError as error:
+        log.error("CloudWatch publisher cannot start: %s; exiting", error)
+        return 1
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         log.warning("PROMETHEUS_MULTIPROC_DIR is not set: there are no worker metrics to read")
-    publisher = Publisher(make_client(), settings.cloudwatch_namespace, environment)
-    log.info("publishing to CloudWatch namespace %s every %ss (Environment=%s)",
-             settings.cloudwatch_namespace, settings.cloudwatch_interval_seconds, environment)
+    publisher = Publisher(client, settings.cloudwatch_namespace, environment)
+    log.info("publishing to CloudWatch namespace %s in %s every %ss (Environment=%s)",
+             settings.cloudwatch_namespace, region, settings.cloudwatch_interval_seconds,
+             environment)
     while True:
         try:
             publisher.cycle()
         except NoCredentialsError:
-            log.warning("AWS credentials disappeared; CloudWatch publishing idles")
-            stop.wait()
-            return
+            log.error("AWS credentials disappeared; CloudWatch publisher exiting")
+            return 1
         except Exception:  # a bad reading must not end the process
             log.exception("CloudWatch publishing cycle failed")
         if stop.wait(settings.cloudwatch_interval_seconds):
-            return
+            return 0
 
 
 def main() -> None:
@@ -316,8 +390,9 @@ def main() -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    run(stop)
+    status = run(stop)
     log.info("CloudWatch publisher stopped")
+    sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 from flask import Flask
 from flask.testing import FlaskClient
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from app.ops import cloudwatch
 from app.ops.cloudwatch import DeltaTracker, Publisher, build_datums, histogram_stats, snapshot
@@ -56,13 +56,13 @@ def test_counters_become_named_totals() -> None:
         _key("http_requests_total", method="GET", route="/health/live", status="200"): 10.0,
         _key("auth_failures_total", reason="bad_password"): 3.0,
         _key("rate_limited_requests_total", route="/api/v2/auth/login"): 6.0,
-        _key("history_write_failures_total"): 1.0,
+        _key("history_journal_write_failures_total"): 1.0,
         _key("poll_votes_total", outcome="accepted"): 5.0,
         _key("poll_votes_total", outcome="rejected"): 9.0,
     }
     totals, per_route = cloudwatch.counter_totals(changes)
     assert totals == {"RequestCount": 17.0, "Http5xx": 7.0, "SolveFailures": 3.0,
-                      "HistoryWriteFailures": 1.0, "AuthFailures": 3.0, "RateLimited": 6.0,
+                      "HistoryJournalWriteFailures": 1.0, "AuthFailures": 3.0, "RateLimited": 6.0,
                       "Votes": 5.0}
     assert per_route["/health/live"] == 10.0
 
@@ -131,6 +131,7 @@ def test_datums_are_sent_in_batches_of_at_most_1000() -> None:
     client = FakeClient()
     publisher = Publisher(client, NAMESPACE, "test", registry_factory=_registry_with_routes(2500))
     publisher.cycle()
+    client.calls.clear()
     sent = publisher.cycle()
     assert [len(call) for call in client.calls] == [1000, 1000, sent - 2000]
     assert sent > 2500
@@ -196,8 +197,10 @@ def test_known_requests_arrive_in_cloudwatch(
 
     env = [{"Name": "Environment", "Value": "ci"}]
     names = {m["MetricName"] for m in aws.list_metrics(Namespace=NAMESPACE)["Metrics"]}
-    assert {"RequestCount", "Http5xx", "SolveFailures", "HistoryWriteFailures", "AuthFailures",
-            "RequestLatency", "Votes", "RateLimited"} <= names
+    assert {"RequestCount", "Http5xx", "SolveFailures", "AuthFailures", "RequestLatency", "Votes",
+            "RateLimited", "PublisherHeartbeat", "HistoryJournalWriteFailures",
+            "HistoryJournalOldestAgeSeconds", "HistoryJournalBacklogRows",
+            "RateLimiterDegraded"} <= names
     totals = [m for m in aws.list_metrics(Namespace=NAMESPACE, MetricName="RequestCount")[
         "Metrics"] if m["Dimensions"] == env]
     assert len(totals) == 1  # (moto sums a total with its per-route series, so not summed here)
@@ -206,7 +209,8 @@ def test_known_requests_arrive_in_cloudwatch(
     assert _sum(aws, "Http5xx", env) == 1
     assert _sum(aws, "SolveFailures", env) == 1
     assert _sum(aws, "AuthFailures", env) == 1
-    assert _sum(aws, "HistoryWriteFailures", env) == 0
+    assert _sum(aws, "HistoryJournalWriteFailures", env) == 0
+    assert _sum(aws, "PublisherHeartbeat", env) == 2  # the baseline's and this cycle's
     latency = [*env, {"Name": "Route", "Value": "/health/live"}]
     assert _sum(aws, "RequestLatency", latency, "SampleCount") == 3
 
@@ -250,23 +254,116 @@ def test_disabled_publisher_says_so_once_and_idles(
         "CloudWatch publishing disabled (CLOUDWATCH_ENABLED=false); idling") == 1
 
 
-def test_publisher_without_credentials_says_so_once_and_idles(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
-) -> None:
+def _no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
                  "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no"))
+
+
+def test_publisher_without_credentials_exits_1_with_one_error(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    _no_credentials(monkeypatch, tmp_path)
+    monkeypatch.setenv("CLOUDWATCH_ENABLED", "true")
+    monkeypatch.setenv("CLOUDWATCH_REGION", "eu-west-1")
     caplog.set_level("INFO", logger="app.ops.cloudwatch")
-    thread, stop = _run_in_thread(
-        monkeypatch, CLOUDWATCH_ENABLED="true", AWS_EC2_METADATA_DISABLED="true",
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"), AWS_CONFIG_FILE=str(tmp_path / "no"),
-    )
-    time.sleep(0.5)
-    stop.set()
-    thread.join(2)
-    assert not thread.is_alive()
-    assert [r.message for r in caplog.records].count(
-        "no AWS credentials found; CloudWatch publishing idles") == 1
+    assert cloudwatch.run(threading.Event()) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "no AWS credentials" in errors[0]
+
+
+def test_publisher_without_a_region_exits_1_with_one_error(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """botocore reads the region only from AWS_DEFAULT_REGION or a config file: on an instance
+    without either, boto3.client() raised NoRegionError before the retry loop (issue 16.1)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no"))
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "CLOUDWATCH_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CLOUDWATCH_ENABLED", "true")
+    caplog.set_level("INFO", logger="app.ops.cloudwatch")
+    assert cloudwatch.run(threading.Event()) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert "CLOUDWATCH_REGION or AWS_DEFAULT_REGION" in errors[0]
+
+
+def test_the_region_setting_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    assert cloudwatch.resolve_region("eu-central-1") == "eu-central-1"
+    assert cloudwatch.resolve_region("") == "us-east-1"
+    assert cloudwatch.make_client("eu-central-1").meta.region_name == "eu-central-1"
+
+
+def test_the_process_fails_loudly_without_a_region(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("AWS_DEFAULT_REGION", "AWS_REGION", "CLOUDWATCH_REGION", "AWS_PROFILE")}
+    env.update({"CLOUDWATCH_ENABLED": "true", "APP_ENV": "development",
+                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_CONFIG_FILE": str(tmp_path / "no"), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+    done = subprocess.run([sys.executable, "-m", "app.ops.cloudwatch"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "cannot start: no AWS region" in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+# --- heartbeat, gauges, optional counters ----------------------------------------------------
+
+
+def test_every_cycle_sends_a_heartbeat_the_first_included() -> None:
+    client = FakeClient()
+    publisher = Publisher(client, NAMESPACE, "test", registry_factory=CollectorRegistry)
+    publisher.cycle()
+    publisher.cycle()
+    beats = [d for call in client.calls for d in call if d["MetricName"] == "PublisherHeartbeat"]
+    assert [d["Value"] for d in beats] == [1.0, 1.0]
+    assert beats[0]["Dimensions"] == [{"Name": "Environment", "Value": "test"}]
+
+
+def test_gauges_are_sent_as_their_largest_value_and_absent_ones_skipped() -> None:
+    registry = CollectorRegistry()
+    age = Gauge("history_journal_oldest_age_seconds", "", ["pid"], registry=registry)
+    age.labels("1").set(3.0)
+    age.labels("2").set(75.5)
+    Gauge("ratelimit_storage_degraded", "", registry=registry).set(1)
+    Gauge("unrelated_gauge", "", registry=registry).set(9)
+    assert cloudwatch.gauges(registry) == {"history_journal_oldest_age_seconds": 75.5,
+                                           "ratelimit_storage_degraded": 1.0}
+    client = FakeClient()
+    Publisher(client, NAMESPACE, "test", registry_factory=lambda: registry).cycle()
+    sent = {d["MetricName"]: (d["Value"], d["Unit"]) for d in client.calls[0]}
+    assert sent == {"PublisherHeartbeat": (1.0, "Count"),
+                    "HistoryJournalOldestAgeSeconds": (75.5, "Seconds"),
+                    "RateLimiterDegraded": (1.0, "None")}
+
+
+def test_gauges_from_several_worker_processes(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Multiprocess files of two workers (gunicorn's child_exit has not removed them): the
+    livemax gauge is read as their maximum."""
+    code = ("import os, sys; from prometheus_client import Gauge; "
+            "Gauge('history_journal_backlog_rows', '', multiprocess_mode='livemax')"
+            ".set(float(sys.argv[1]))")
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    for rows in ("40", "7"):
+        subprocess.run([sys.executable, "-c", code, rows], env=env, check=True, timeout=60)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    assert cloudwatch.gauges(cloudwatch.aggregated_registry()) == {
+        "history_journal_backlog_rows": 40.0}
+
+
+def test_optional_counters_are_sent_only_while_present() -> None:
+    base = {_key("http_requests_total", method="GET", route="/x", status="200"): 1.0}
+    totals, _ = cloudwatch.counter_totals(base)
+    assert "HistoryJournalWriteFailures" not in totals
+    totals, _ = cloudwatch.counter_totals({**base, _key("history_journal_write_failures_total"): 2})
+    assert totals["HistoryJournalWriteFailures"] == 2
 
 
 def test_the_process_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
