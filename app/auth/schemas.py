@@ -5,6 +5,8 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import validate
 
+from app.auth.password_policy import password_problem
+
 USERNAME_PATTERN = r"^[a-z0-9_.-]{3,64}$"
 MIN_PASSWORD_LENGTH = 12
 MAX_KEY_LIFETIME_DAYS = 10 * 366
@@ -43,6 +45,12 @@ class RegisterSchema(CredentialsSchema):
     def password_not_username(self, data, **_kwargs):
         if data["username"] in data["password"].lower():
             raise ma.ValidationError("must not contain the username", "password")
+
+    @ma.validates_schema
+    def password_hard_to_guess(self, data, **_kwargs):
+        problem = password_problem(data["password"], data["username"])
+        if problem:
+            raise ma.ValidationError(problem, "password")
 
 
 class UserSchema(ma.Schema):

@@ -59,6 +59,28 @@ def test_register_rejects_password_containing_the_username(client):
     assert response.get_json()["errors"][0]["pointer"] == "/password"
 
 
+@pytest.mark.parametrize("password", [
+    "aaaaaaaaaaaa", "123456789012", "password1234", " " * 12, "abcdefghijklmnop",
+    "qwertyuiop123", "Paintshop2026!", "1q2w3e4r5t6y",
+])
+def test_register_rejects_guessable_passwords(client, password):
+    """Common, repetitive, sequential and context words (NIST SP 800-63B): long enough, refused."""
+    response = client.post(REGISTER, json={"username": "frank", "password": password})
+    assert response.status_code == 422
+    errors = response.get_json()["errors"]
+    assert [error["pointer"] for error in errors] == ["/password"]
+    assert errors[0]["detail"].startswith("too easy to guess")
+
+
+@pytest.mark.parametrize("password", [
+    PASSWORD, "copper kettle winter lantern", "Tr0ub4dor&3-xylophone",
+    "copper kettle winter lantern " * 30,  # past the 72 characters the estimator reads
+])
+def test_register_accepts_strong_passwords(client, password):
+    response = client.post(REGISTER, json={"username": "grace", "password": password})
+    assert response.status_code == 201, response.get_json()
+
+
 def test_register_rejects_unknown_fields(client):
     response = client.post(REGISTER, json={"username": "eve", "password": PASSWORD,
                                            "role": "admin"})
