@@ -184,7 +184,7 @@ def measure(case: Case, repeats: int) -> dict[str, object]:
     if solution.status == "solved":
         answer = f"solved, {solution.matte_count} matte"
     else:
-        chain_length = len(solution.explanation.chain) if solution.explanation else 0
+        chain_length = len(solution.explanation.colors) if solution.explanation else 0
         answer = f"impossible ({chain_length} forcings explained)"
     return {
         "case": case.name,

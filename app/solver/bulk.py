@@ -15,7 +15,7 @@ from itertools import chain, pairwise
 
 import numpy as np
 
-from app.solver.engine import Explanation, Forcing, Pair, Problem, PropagationIndex
+from app.solver.engine import Explanation, Pair, Problem, PropagationIndex
 
 # Below this many values (T, colors and finishes) the per-pair walk is faster than numpy's fixed
 # cost per call; above it the bulk path wins by 5-10x.
@@ -90,8 +90,8 @@ class PairRows(Sequence[tuple[Pair, ...]]):
                 relevant[color] = 1
                 forcer = forced_by[color]
                 stack += glossy_colors[bounds[forcer] : bounds[forcer + 1]]
-        chain = [Forcing(color, forced_by[color] + 1) for color in order if relevant[color]]
-        return Explanation(stuck + 1, chain)
+        chain = [color for color in order if relevant[color]]
+        return Explanation(stuck + 1, chain, [forced_by[color] + 1 for color in chain])
 
 
 def int_rows(rows: Sequence[object], *, typed: bool) -> tuple[np.ndarray, np.ndarray] | None:

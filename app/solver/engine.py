@@ -96,25 +96,38 @@ class Forcing:
 
 @dataclass(slots=True)
 class Explanation:
+    """Customer `customer` (1-based) cannot be satisfied: colors[k] was forced matte by customer
+    forcers[k], in that order. Kept as two lists: a chain can be 200,000 forcings long."""
+
     customer: int
-    chain: list[Forcing]
+    colors: list[int]
+    forcers: list[int]
+
+    @property
+    def chain(self) -> list[Forcing]:
+        return list(map(Forcing, self.colors, self.forcers))
 
     def to_dict(self) -> dict[str, object]:
         return {
             "customer": self.customer,
-            "chain": [{"color": f.color, "forced_by_customer": f.customer} for f in self.chain],
+            "chain": [
+                {"color": color, "forced_by_customer": forcer}
+                for color, forcer in zip(self.colors, self.forcers, strict=True)
+            ],
             "message": self.message(),
         }
 
     def message(self) -> str:
         head = f"customer {self.customer} cannot be satisfied"
-        if not self.chain:
+        if not self.colors:
             return f"{head}: they like no paint at all"
         shown = [
-            f"color {f.color} was forced matte by customer {f.customer}"
-            for f in self.chain[:_MESSAGE_CHAIN_LIMIT]
+            f"color {color} was forced matte by customer {forcer}"
+            for color, forcer in zip(
+                self.colors[:_MESSAGE_CHAIN_LIMIT], self.forcers[:_MESSAGE_CHAIN_LIMIT], strict=True
+            )
         ]
-        hidden = len(self.chain) - len(shown)
+        hidden = len(self.colors) - len(shown)
         tail = f", and {hidden} more forcings" if hidden else ""
         return f"{head}: {', '.join(shown)}{tail}"
 
@@ -233,5 +246,5 @@ def explain(problem: Problem, made: bytearray, order: list[int]) -> Explanation:
             relevant.add(color)
             forcer = customers[forced_by[color]]
             stack.extend(c for c, finish in forcer if finish == GLOSSY and c not in relevant)
-    chain = [Forcing(color, forced_by[color] + 1) for color in order if color in relevant]
-    return Explanation(stuck + 1, chain)
+    colors = [color for color in order if color in relevant]
+    return Explanation(stuck + 1, colors, [forced_by[color] + 1 for color in colors])
