@@ -36,6 +36,7 @@ lint: install-dev
 
 ## The whole suite (SQLite by default; PostgreSQL when TEST_DATABASE_URL is set).
 test: install-dev lint
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 ## Solver parse/solve vs json.loads; history recording cost and export rate; votes/s; the

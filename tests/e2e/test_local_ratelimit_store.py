@@ -1,0 +1,60 @@
+"""`make run`'s shared rate-limit store: gunicorn's workers count one limit together."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.e2e.server import ROOT, running_server
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def local_store(tmp_path):
+    """The Procfile.dev store process (app.ops.local_redis) on a socket of this test."""
+    path = tmp_path / "rl.sock"
+    process = subprocess.Popen([sys.executable, "-m", "app.ops.local_redis", str(path)],
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not path.exists():
+        assert time.monotonic() < deadline and process.poll() is None, "store did not start"
+        time.sleep(0.05)
+    yield f"redis+unix://{path}"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def _login(url: str, n: int) -> int:
+    body = json.dumps({"username": f"nobody{n}", "password": "not the password"}).encode()
+    request = urllib.request.Request(url + "/api/v2/auth/login", data=body,
+                                     headers={"Content-Type": "application/json",
+                                              "Connection": "close"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_the_eleventh_login_is_refused_whichever_worker_answers(tmp_path, local_store):
+    with running_server(tmp_path, RATELIMIT_STORAGE_URI=local_store,
+                        WEB_CONCURRENCY="2") as server:
+        statuses = [_login(server.url, i) for i in range(14)]
+        ready = json.loads(urllib.request.urlopen(server.url + "/health/ready", timeout=10)
+                           .read())
+    assert statuses == [401] * 10 + [429] * 4
+    assert ready["checks"]["ratelimit"] == "ok"
+
+
+def test_the_socket_path_fits_in_a_unix_socket_address():
+    from app.ops.local_redis import DEFAULT_SOCKET
+
+    assert len(os.fsencode(str(DEFAULT_SOCKET))) < 100
