@@ -67,6 +67,10 @@ class Config:
     # docs/PERFORMANCE.md, fault injection drill.
     next_upstream: str = field(default_factory=lambda: os.environ.get(
         "STAGING_NEXT_UPSTREAM", "error timeout http_502"))
+    # Requests in progress per client address (nginx limit_conn), production's 100 by default.
+    # The load generator is one address: a run with more concurrent users must raise it.
+    conn_per_address: int = field(default_factory=lambda: int(
+        os.environ.get("STAGING_CONN_PER_ADDRESS", "100")))
 
     @property
     def database_url(self) -> str:
@@ -328,7 +332,7 @@ def render_nginx(cfg: Config) -> Path:
         "RUN": str(cfg.run_dir), "USER": _nginx_user(),
         "APP_SERVERS": servers, "BARE_UPSTREAM": bare_upstream, "BARE_SERVER": bare_server,
         "HTTP_PORT": str(cfg.http_port), "HTTPS_PORT": str(cfg.https_port),
-        "NEXT_UPSTREAM": cfg.next_upstream,
+        "NEXT_UPSTREAM": cfg.next_upstream, "CONN_PER_ADDRESS": str(cfg.conn_per_address),
     }.items():
         text = text.replace("{{" + key + "}}", value)
     if os.geteuid() != 0:

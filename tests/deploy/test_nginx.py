@@ -9,6 +9,7 @@ on an Elastic Beanstalk instance are redirected into a temporary directory).
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -163,14 +164,25 @@ PROTECTIONS = (
 )  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def staging(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The rehearsal's nginx.conf as `make staging` renders it with its default settings."""
+    from staging import stack  # the rehearsal's own renderer
+
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("STAGING_")}
+    try:
+        cfg = stack.Config(run_dir=tmp_path_factory.mktemp("staging"), app_ports=[8101])
+    finally:
+        os.environ.update(saved)
+    return _strip_comments(stack.render_nginx(cfg).read_text(encoding="utf-8"))
+
+
 @pytest.mark.parametrize("name", PROTECTIONS)
-def test_production_has_the_rehearsals_protection(name: str) -> None:
-    staging = _strip_comments(STAGING_CONF.read_text(encoding="utf-8"))
+def test_production_has_the_rehearsals_protection(name: str, staging: str) -> None:
     assert directive(name) == directive(name, staging)
 
 
-def test_refused_requests_are_answered_not_reset() -> None:
-    staging = _strip_comments(STAGING_CONF.read_text(encoding="utf-8"))
+def test_refused_requests_are_answered_not_reset(staging: str) -> None:
     assert directive("lingering_close") == directive("lingering_close", staging) == ["always"]
 
 
@@ -186,10 +198,9 @@ def _limit_zone(text: str) -> tuple[str, str]:
     return key, zone
 
 
-def test_connection_limit_is_per_client_address() -> None:
+def test_connection_limit_is_per_client_address(staging: str) -> None:
     """The rehearsal's proxy is the edge; production's sits behind the ALB, whose node address
     is $remote_addr: there the client is the last X-Forwarded-For entry."""
-    staging = _strip_comments(STAGING_CONF.read_text(encoding="utf-8"))
     staging_key, staging_zone = _limit_zone(staging)
     production_key, production_zone = _limit_zone(_config_text())
     assert staging_key == "$binary_remote_addr"
