@@ -36,7 +36,6 @@ lint: install-dev
 
 ## The whole suite (SQLite by default; PostgreSQL when TEST_DATABASE_URL is set).
 test: install-dev lint
-	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 ## Solver parse/solve vs json.loads; history recording cost and export rate; votes/s; the
@@ -90,7 +89,7 @@ clean:
 ## --- Production rehearsal on 127.0.0.1 (issue 8; see docs/PERFORMANCE.md) ---------------------
 # nginx TLS :8443 (:8080 redirects) -> two production-mode instances from the Procfile, PostgreSQL
 # database paintshop_staging (dropped, created and migrated), Redis db 14 for rate limits.
-.PHONY: staging staging-stop load compare-bare faults staging-ci
+.PHONY: staging staging-stop load compare-bare compare-votes faults staging-ci
 STAGING_PY = $$(test -x $(BIN)/python && echo $(BIN)/python || echo $(PYTHON))
 
 staging: install-dev
@@ -113,6 +112,14 @@ compare-bare: install-dev
 	@command -v wrk >/dev/null 2>&1 || (apt-get update && apt-get install -y wrk)
 	@test -f staging/run/state.json || $(MAKE) staging
 	$(BIN)/python -m load.compare_bare
+
+## Re-votes on one poll through the load balancer (wrk + Lua, 128 voters) against pgbench of the
+## same vote transaction at its leanest, in one run; prints the ratio (target >= 0.25).
+compare-votes: install-dev
+	@command -v wrk >/dev/null 2>&1 || (apt-get update && apt-get install -y wrk)
+	@command -v pgbench >/dev/null 2>&1 || (apt-get update && apt-get install -y postgresql-contrib)
+	@test -f staging/run/state.json || $(MAKE) staging
+	$(BIN)/python -m load.compare_votes
 
 ## Fault drills under load, each with a PASS/FAIL verdict (restarts PostgreSQL once).
 faults: install-dev
