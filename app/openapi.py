@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from http import HTTPStatus
 from typing import Any
 
 import flask
@@ -13,6 +15,7 @@ from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 
 from app.errors import ApiError
+from app.openapi_examples import DESCRIPTION, EXAMPLES
 
 
 class ApiParser(FlaskParser):
@@ -68,12 +71,54 @@ class LegacyTextPlugin(BasePlugin):
                 }
 
 
+class ExamplesPlugin(BasePlugin):
+    """Puts the examples of app/openapi_examples.py on their operations (shown by /docs)."""
+
+    def operation_helper(self, path: str | None = None, operations: dict | None = None,
+                         **_kwargs: Any) -> None:
+        for method, operation in (operations or {}).items():
+            examples = EXAMPLES.get((path or "", method))
+            if examples:
+                _add_examples(operation, examples)
+
+
+def _add_examples(operation: dict, examples: dict) -> None:
+    if "request_body" in examples:
+        operation["requestBody"] = examples["request_body"]
+    for parameter in operation.get("parameters", []):
+        named = examples.get("parameters", {}).get(parameter.get("name"))
+        if named and isinstance(parameter, dict):
+            parameter["examples"] = {name: {**item, "value": _as_parameter(item["value"])}
+                                     for name, item in named.items()}
+    for media_type, named in examples.get("request", {}).items():
+        content = operation.setdefault("requestBody", {}).setdefault("content", {})
+        content.setdefault(media_type, {"schema": {"type": "string"}})["examples"] = named
+    responses = operation.setdefault("responses", {})
+    for status, by_type in examples.get("responses", {}).items():
+        response = responses.pop(int(status), None) or responses.get(status)  # int or str keys
+        if not isinstance(response, dict) or "$ref" in response:
+            response = {"description": HTTPStatus(int(status)).phrase}
+        responses[status] = response
+        for media_type, named in by_type.items():
+            schema = ({"$ref": "#/components/schemas/Problem"}
+                      if media_type == "application/problem+json" else {"type": "string"})
+            entry = response.setdefault("content", {}).setdefault(media_type, {"schema": schema})
+            entry["examples"] = named
+
+
+def _as_parameter(value: Any) -> Any:
+    """A query parameter carries text: a JSON example is shown as its JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 class ProblemApi(Api):
     ERROR_SCHEMA = ProblemSchema
 
     def init_app(self, app: Flask, *, spec_kwargs: dict | None = None) -> None:
         spec_kwargs = dict(spec_kwargs or {})
-        spec_kwargs["extra_plugins"] = (*spec_kwargs.get("extra_plugins", ()), LegacyTextPlugin())
+        spec_kwargs["extra_plugins"] = (*spec_kwargs.get("extra_plugins", ()),
+                                        LegacyTextPlugin(), ExamplesPlugin())
+        spec_kwargs.setdefault("info", {"description": DESCRIPTION})
         super().init_app(app, spec_kwargs=spec_kwargs)
 
     def _register_error_handlers(self) -> None:

@@ -7,7 +7,16 @@ URL from a data attribute.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, render_template_string, send_from_directory, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    render_template_string,
+    send_from_directory,
+    url_for,
+)
 from swagger_ui_bundle import swagger_ui_path
 
 from app.ops.ratelimit import limiter
@@ -54,14 +63,30 @@ window.addEventListener("load", function () {
 @bp.get("/")
 @limiter.exempt
 def page() -> Response:
-    from flask import current_app
-
     html = render_template_string(
         PAGE,
         title=current_app.config.get("API_TITLE", "API"),
         spec_url=url_for("api-docs.openapi_json"),
     )
     return Response(html, mimetype="text/html")
+
+
+def index() -> Response:
+    """`GET /`: where to start (the service has no home page; /docs is its manual)."""
+    body = {
+        "name": current_app.config.get("API_TITLE", "API"),
+        "docs": url_for("docs.page"),
+        "openapi": url_for("api-docs.openapi_json"),
+        "legacy": "/v1/?input=<legacy JSON problem>",
+        "health": "/health/live",
+    }
+    response = jsonify(body)
+    response.headers["Link"] = f'<{body["docs"]}>; rel="service-doc"'
+    return response
+
+
+bp.record_once(lambda state: state.app.add_url_rule(
+    "/", "index", limiter.exempt(index), methods=["GET"]))
 
 
 @bp.get("/swagger-init.js")

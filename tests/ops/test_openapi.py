@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-# Not API operations: the document itself, its viewer, and Flask's static files.
-UNDOCUMENTED = re.compile(r"^/(openapi\.json|docs(/.*)?|static/.*)$")
+from app import openapi_examples as examples
+
+# Not API operations: the index, the document itself, its viewer, and Flask's static files.
+UNDOCUMENTED = re.compile(r"^/(openapi\.json|docs(/.*)?|static/.*)?$")
 NEVER_FAILS = {"GET /health/live"}  # answers 200 while the process runs
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 
@@ -78,7 +81,7 @@ def test_json_error_responses_use_the_problem_shape(spec: dict) -> None:
                 wrong.append(f"{method} {path} {code}: application/json")
             elif code.startswith(("4", "5")) and "application/problem+json" in content:
                 ref = content["application/problem+json"]["schema"].get("$ref", "")
-                if not ref.endswith("/Error"):
+                if not ref.endswith("/Problem"):
                     wrong.append(f"{method} {path} {code}")
     assert wrong == []
 
@@ -131,3 +134,117 @@ def test_docs_serves_only_known_assets(client: FlaskClient) -> None:
 
 def test_docs_are_not_in_the_spec(spec: dict) -> None:
     assert not [p for p in spec["paths"] if p.startswith("/docs")]
+
+
+def test_index_points_to_the_docs(client: FlaskClient) -> None:
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.get_json()["docs"].startswith("/docs")
+    assert 'rel="service-doc"' in response.headers["Link"]
+
+
+def test_description_introduces_both_apis_and_authentication(spec: dict) -> None:
+    description = spec["info"]["description"]
+    for words in ("/v1/", "/api/v2/", "Authorization: Bearer", "X-API-Key", "/auth/login",
+                  "application/problem+json"):
+        assert words in description, words
+
+
+# (method, path, media type) of every request body the issue names, and the examples it needs.
+BODIES = [
+    ("post", "/v1/", "application/x-www-form-urlencoded"),
+    ("post", "/v1/", "application/json"),
+    ("post", "/api/v2/solve", "application/json"),
+    ("post", "/api/v2/solve/batch", "application/json"),
+    ("post", "/api/v2/solve/batch", "text/plain"),
+    ("post", "/api/v2/polls", "application/json"),
+    ("post", "/api/v2/polls/{poll_id}/votes", "application/json"),
+    ("post", "/api/v2/auth/register", "application/json"),
+    ("post", "/api/v2/auth/login", "application/json"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "media_type"), BODIES)
+def test_every_request_body_has_a_realistic_example(spec, method, path, media_type) -> None:
+    content = spec["paths"][path][method]["requestBody"]["content"][media_type]
+    assert content["examples"]
+    for example in content["examples"].values():
+        assert example["summary"] and example["value"] not in ({}, [], "", 0)
+
+
+def test_legacy_query_parameter_has_an_example(spec: dict) -> None:
+    (parameter,) = spec["paths"]["/v1/"]["get"]["parameters"]
+    assert json.loads(parameter["examples"]["legacy"]["value"]) == examples.LEGACY_PROBLEM
+
+
+def test_each_kind_of_solve_answer_has_its_own_example(spec: dict) -> None:
+    responses = spec["paths"]["/api/v2/solve"]["post"]["responses"]
+    answers = responses["200"]["content"]["application/json"]["examples"]
+    solved, impossible = answers["solved"]["value"], answers["impossible"]["value"]
+    assert "explanation" not in solved and solved["solution"]
+    assert "solution" not in impossible and impossible["explanation"]["message"]
+    invalid = responses["422"]["content"]["application/problem+json"]["examples"]["invalid"]
+    assert all(error["pointer"].startswith("/") for error in invalid["value"]["errors"])
+
+
+def _solve(client: FlaskClient, headers: dict, body) -> dict:
+    response = client.post("/api/v2/solve", json=body, headers=headers)
+    return {"status_code": response.status_code, **response.get_json()}
+
+
+def _pointers(errors: list[dict]) -> set[str]:
+    return {error["pointer"] for error in errors}
+
+
+def test_documented_solve_answers_are_the_real_answers(client, auth_headers) -> None:
+    assert _solve(client, auth_headers, examples.V2_PROBLEM) == {"status_code": 200,
+                                                                  **examples.SOLVED}
+    assert _solve(client, auth_headers, examples.LEGACY_PROBLEM) == {
+        "status_code": 200, **examples.SOLVED, "input_format": "legacy"}
+    assert _solve(client, auth_headers, examples.IMPOSSIBLE_PROBLEM) == {
+        "status_code": 200, **examples.IMPOSSIBLE}
+    invalid = _solve(client, auth_headers, examples.INVALID_PROBLEM)
+    assert (invalid["status_code"], invalid["type"]) == (422, examples.INVALID["type"])
+    assert _pointers(invalid["errors"]) == _pointers(examples.INVALID_ERRORS)
+
+
+def test_documented_batch_answers_are_the_real_answers(client, auth_headers) -> None:
+    items = client.post("/api/v2/solve/batch", headers=auth_headers, json=[
+        examples.V2_PROBLEM, examples.IMPOSSIBLE_PROBLEM, examples.INVALID_PROBLEM]).get_json()
+    assert items[0] == {"index": 0, **examples.SOLVED}
+    assert items[1] == {"index": 1, **examples.IMPOSSIBLE}
+    assert (items[2]["status"], _pointers(items[2]["errors"])) == (
+        "invalid", _pointers(examples.INVALID_ERRORS))
+    text = client.post("/api/v2/solve/batch", headers=auth_headers, data=examples.CODEJAM_TEXT,
+                       content_type="text/plain")
+    assert text.get_data(as_text=True) == examples.CODEJAM_ANSWER
+
+
+def test_documented_legacy_answers_are_the_real_answers(client: FlaskClient, spec) -> None:
+    legacy = json.dumps(examples.LEGACY_PROBLEM)
+    assert client.get("/v1/", query_string={"input": legacy}).get_data(as_text=True) == \
+        "1 0 0 0 0"
+    assert client.post("/v1/", data={"input": legacy}).get_data(as_text=True) == "1 0 0 0 0"
+    documented = spec["paths"]["/v1/"]["get"]["responses"]["422"]["content"]["text/plain"]
+    refused = client.get("/v1/?input=%00")
+    assert (refused.status_code, refused.get_data(as_text=True)) == (
+        422, documented["examples"]["unstorable"]["value"])
+    refused = client.post("/v1/", data={"input": "\x00"})
+    assert refused.get_data(as_text=True) == examples.UNSTORABLE_LEGACY_FORM["value"]
+
+
+def test_documented_poll_answers_have_the_real_shape(client, auth_headers) -> None:
+    poll = client.post("/api/v2/polls", json=examples.POLL, headers=auth_headers)
+    assert poll.status_code == 201
+    assert poll.get_json().keys() == examples.POLL_CREATED.keys()
+    assert {key: poll.get_json()[key] for key in examples.POLL} == examples.POLL
+    vote = client.post(f"/api/v2/polls/{poll.get_json()['id']}/votes", json=examples.VOTE,
+                       headers=auth_headers)
+    assert vote.status_code == 201
+    assert vote.get_json().keys() == examples.VOTE_ACCEPTED.keys()
+    assert vote.get_json()["choices"] == examples.VOTE["choices"]
+
+
+def test_documented_credentials_register_and_log_in(client: FlaskClient) -> None:
+    assert client.post("/api/v2/auth/register", json=examples.CREDENTIALS).status_code == 201
+    assert client.post("/api/v2/auth/login", json=examples.CREDENTIALS).status_code == 200
