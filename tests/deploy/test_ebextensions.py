@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ._cfn import ebextension_files, load, template, walk
+from ._cfn import ROOT, ebextension_files, load, template, walk
 
 # Top-level keys of a configuration file (EB guide "Advanced environment customization with
 # configuration files").
@@ -27,7 +27,10 @@ CONFIG_SECTIONS = {
 EB_FUNCTIONS = {"Ref", "Fn::GetAtt", "Fn::Join", "Fn::GetOptionSetting"}
 # Overrides of resources Elastic Beanstalk creates; anything else belongs in infra/.
 ALLOWED_RESOURCES = {"AWSEBV2LoadBalancerListener", "AWSEBAutoScalingGroup"}
-PROCESS_LOGS = ("metrics", "maintenance", "loader")
+# Procfile processes besides `web` (whose log EB streams itself); the loader is named even
+# before the Procfile has it, so the agent file never lags behind a new process.
+PROCESS_LOGS = sorted({"loader"} | {line.split(":", 1)[0] for line in (
+    ROOT / "Procfile").read_text(encoding="utf-8").splitlines() if ":" in line} - {"web"})
 
 
 def _docs() -> dict[str, dict[str, Any]]:
@@ -147,8 +150,8 @@ def _agent_config(environment: str) -> tuple[dict[str, Any], list[str]]:
 
 
 def test_extra_processes_stream_their_logs_to_cloudwatch() -> None:
-    """metrics, maintenance and the loader log to /var/log/<process>.stdout.log, which EB's
-    own streaming does not ship: the agent gets them, in groups infra/environment.yaml creates."""
+    """Every Procfile process but web logs to /var/log/<process>.stdout.log, which EB's own
+    streaming does not ship: the agent gets them, in groups infra/environment.yaml creates."""
     config, commands = _agent_config("paintshop-prod")
     collected = config["logs"]["logs_collected"]["files"]["collect_list"]
     by_file = {entry["file_path"]: entry["log_group_name"] for entry in collected}
