@@ -3,14 +3,18 @@
 Run `python -m bench.bench_request_cost` (PostgreSQL on 127.0.0.1:5432 and Redis on
 127.0.0.1:6379, as `make staging` uses them; a `bench_request_cost` database is created and
 migrated). Each configuration runs in its own process with production settings (APP_ENV=
-production, Redis rate limits, PostgreSQL history, INFO request logs written to /dev/null) and
-calls the WSGI application directly, one request after another, so neither a server nor a proxy
-nor the load generator is in the figures: only this process's CPU time (`time.process_time`)
-and the wall time per request, best of --rounds rounds of --requests requests.
+production, Redis rate limits, history journalled to a temporary directory, INFO request logs
+written to /dev/null) and calls the WSGI application directly, one request after another, so
+neither a server nor a proxy nor the load generator is in the figures: only this process's CPU
+time (`time.process_time`, all threads) and the wall time per request, best of --rounds rounds
+of --requests requests.
 
-The configurations switch off one part at a time (rate limits, history) and end with the two
-baselines of `load.compare_bare` (a Flask hello route and a raw WSGI callable), so the
-differences are the cost of each part. docs/PERFORMANCE.md section 3 explains the figures.
+The configurations switch off one part at a time: rate limits, history, then (with both off)
+each request hook of "the rest" and the legacy view itself, and end with the two baselines of
+`load.compare_bare` (a Flask hello route and a raw WSGI callable). The `part` column is the
+difference to the row it is measured against, i.e. the cost of that part. Targets (issue 13):
+full stack <= 180 us, rate limits <= 20 us, the rest <= 100 us over the bare Flask route.
+docs/PERFORMANCE.md section 3 explains the figures.
 """
 
 from __future__ import annotations
@@ -33,15 +37,23 @@ DATABASE = "bench_request_cost"
 REDIS = "redis://127.0.0.1:6379/13"
 QUERY = ("input=%7B%22colors%22%3A5%2C%22customers%22%3A3%2C%22demands%22%3A%5B%5B1%2C1%2C1%5D"
          "%2C%5B2%2C1%2C0%2C2%2C0%5D%2C%5B1%2C5%2C0%5D%5D%7D")
+TARGET_FULL_US, TARGET_LIMITS_US, TARGET_REST_US = 180, 20, 100
+BOTH_OFF = {"RATELIMIT_ENABLED": "false", "HISTORY_ENABLED": "false"}
 
-CONFIGURATIONS: list[tuple[str, str, dict[str, str]]] = [
-    ("full stack: legacy small GET /v1/", "app", {}),
-    ("  without rate limits", "app", {"RATELIMIT_ENABLED": "false"}),
-    ("  without history", "app", {"HISTORY_ENABLED": "false"}),
-    ("  without rate limits and history", "app",
-     {"RATELIMIT_ENABLED": "false", "HISTORY_ENABLED": "false"}),
-    ("bare Flask hello route", "flask", {}),
-    ("bare WSGI hello", "wsgi", {}),
+# (label, kind, settings, hooks to drop, the row the part is measured against)
+CONFIGURATIONS: list[tuple[str, str, dict[str, str], list[str], str | None]] = [
+    ("full stack: legacy small GET /v1/", "app", {}, [], None),
+    ("  without rate limits", "app", {"RATELIMIT_ENABLED": "false"}, [], "full"),
+    ("  without history", "app", {"HISTORY_ENABLED": "false"}, [], "full"),
+    ("  without both (the rest)", "app", BOTH_OFF, [], None),
+    ("    without the request log line", "app", BOTH_OFF, ["log_request"], "rest"),
+    ("    without request metrics", "app", BOTH_OFF, ["record_request"], "rest"),
+    ("    without security headers", "app", BOTH_OFF, ["add_security_headers"], "rest"),
+    ("    without request id and timer", "app", BOTH_OFF,
+     ["begin_request", "echo_request_id"], "rest"),
+    ("    legacy view answering a constant", "app", BOTH_OFF, ["view"], "rest"),
+    ("bare Flask hello route", "flask", {}, [], None),
+    ("bare WSGI hello", "wsgi", {}, [], None),
 ]
 
 
@@ -57,12 +69,26 @@ def environ(path: str, query: str) -> dict[str, Any]:
     }
 
 
-def measure(kind: str, requests: int, rounds: int) -> dict[str, float]:
+def drop_parts(application: Any, parts: list[str]) -> None:
+    """Remove the named request hooks (or, for "view", the legacy solve) from a built app."""
+    from flask import Response
+
+    for hooks in (application.before_request_funcs.get(None, []),
+                  application.after_request_funcs.get(None, [])):
+        hooks[:] = [hook for hook in hooks if hook.__name__ not in parts]
+    if "view" in parts:
+        application.view_functions["legacy.legacy_get"] = (
+            lambda: Response("1 0 0 0 0", mimetype="text/plain"))
+
+
+def measure(kind: str, requests: int, rounds: int, parts: list[str] | None = None
+            ) -> dict[str, float]:
     """In the child process: build the app of `kind` and time `requests` calls, best round."""
     if kind == "app":
         from app import create_app
 
         application, path, query = create_app(), "/v1/", QUERY
+        drop_parts(application, parts or [])
     else:
         from staging.hello import FLASK_PREFIX, application
 
@@ -102,36 +128,59 @@ def prepare() -> dict[str, str] | None:
 
     try:
         admin = psycopg2.connect(f"{SERVER}/postgres", connect_timeout=3)
+    except psycopg2.Error as exc:
+        print(f"skipped: PostgreSQL at {SERVER} is unreachable ({type(exc).__name__})")
+        return None
+    try:
         redis.Redis.from_url(REDIS, socket_connect_timeout=1).flushdb()
-    except (psycopg2.Error, redis.RedisError) as exc:
-        print(f"PostgreSQL or Redis is unreachable ({type(exc).__name__}); skipping.")
+    except redis.RedisError as exc:
+        admin.close()
+        print(f"skipped: Redis at {REDIS} is unreachable ({type(exc).__name__})")
         return None
     admin.autocommit = True
     with admin.cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
         cursor.execute(f'CREATE DATABASE "{DATABASE}"')
     admin.close()
+    scratch = tempfile.mkdtemp(prefix="bench-request-cost-")
     env = {
         **os.environ, "APP_ENV": "production", "DATABASE_URL": f"{SERVER}/{DATABASE}",
         "SECRET_KEY": secrets.token_urlsafe(48), "JWT_SECRET_KEY": secrets.token_urlsafe(48),
         "METRICS_TOKEN": secrets.token_urlsafe(24), "RATELIMIT_STORAGE_URI": REDIS,
         "RATELIMIT_DEFAULT": "100000000/minute", "CLOUDWATCH_ENABLED": "false",
         "LOG_LEVEL": "INFO", "TRUSTED_PROXY_HOPS": "1", "FLASK_APP": "app.wsgi",
-        "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="bench-request-cost-"),
+        "PROMETHEUS_MULTIPROC_DIR": os.path.join(scratch, "prometheus"),
+        "HISTORY_JOURNAL_DIR": os.path.join(scratch, "journal"),
     }
+    os.makedirs(env["PROMETHEUS_MULTIPROC_DIR"])
     subprocess.run([sys.executable, "-m", "flask", "db", "upgrade", "heads"],
                    cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
     return env
 
 
+def run_child(env: dict[str, str], kind: str, settings: dict[str, str], parts: list[str],
+              args: argparse.Namespace) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.bench_request_cost", "--child", kind,
+         "--requests", str(args.requests), "--rounds", str(args.rounds),
+         *(["--drop", ",".join(parts)] if parts else [])],
+        cwd=ROOT, env={**env, **settings}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-2000:])
+    return json.loads(done.stderr.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=3000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--drop", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        result = measure(args.child, args.requests, args.rounds)
+        parts = [part for part in args.drop.split(",") if part]
+        result = measure(args.child, args.requests, args.rounds, parts)
         sys.__stderr__.write(json.dumps(result) + "\n")
         return 0
     env = prepare()
@@ -139,21 +188,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"CPU and wall time per request, best of {args.rounds} x {args.requests} "
           "sequential calls in one process")
-    print(f"{'configuration':<38} {'CPU µs':>8} {'wall µs':>8} {'CPU vs full':>12}")
-    full_cpu = None
-    for label, kind, extra in CONFIGURATIONS:
-        done = subprocess.run(
-            [sys.executable, "-m", "bench.bench_request_cost", "--child", kind,
-             "--requests", str(args.requests), "--rounds", str(args.rounds)],
-            cwd=ROOT, env={**env, **extra}, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, text=True, timeout=600, check=False)
-        if done.returncode != 0:
-            print(f"{label}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
+    print(f"{'configuration':<40} {'CPU µs':>8} {'wall µs':>8} {'part µs':>8}")
+    cpu: dict[str, float] = {}
+    for label, kind, settings, parts, against in CONFIGURATIONS:
+        try:
+            result = run_child(env, kind, settings, parts, args)
+        except RuntimeError as exc:
+            print(f"{label}: failed\n{exc}", file=sys.stderr)
             return 1
-        result = json.loads(done.stderr.strip().splitlines()[-1])
-        full_cpu = full_cpu or result["cpu_us"]
-        print(f"{label:<38} {result['cpu_us']:>8.0f} {result['wall_us']:>8.0f} "
-              f"{result['cpu_us'] / full_cpu:>11.0%}")
+        key = {"full stack: legacy small GET /v1/": "full", "  without both (the rest)": "rest",
+               "bare Flask hello route": "flask"}.get(label, label)
+        cpu[key] = result["cpu_us"]
+        part = "" if against is None else f"{cpu[against] - result['cpu_us']:8.0f}"
+        print(f"{label:<40} {result['cpu_us']:>8.0f} {result['wall_us']:>8.0f} {part:>8}")
+    limits = cpu["full"] - cpu["  without rate limits"]
+    rest = cpu["rest"] - cpu["flask"]
+    print(f"\nfull stack {cpu['full']:.0f} µs (target <= {TARGET_FULL_US}); rate limits "
+          f"{limits:.0f} µs (<= {TARGET_LIMITS_US}); the rest {rest:.0f} µs over bare Flask "
+          f"(<= {TARGET_REST_US})")
     return 0
 
 

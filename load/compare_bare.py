@@ -4,10 +4,11 @@
 
 Uses wrk (closed loop, `apt-get install wrk`): requests/s and latency percentiles of the raw
 WSGI hello (GET https://127.0.0.1:8444/), the Flask hello (GET :8444/flask/, staging/hello.py)
-and a small legacy GET /v1/ on :8443, one after the other. Target: the legacy small solve at
->= 60% of the bare route's requests/s; both ratios are printed, the exit code follows the raw
-one. wrk2's fixed-rate mode is not packaged for Debian, so the percentiles are closed-loop
-(coordinated omission).
+and a small legacy GET /v1/ on :8443, one after the other. Target (issue 13): the legacy small
+solve at >= 60% of the bare Flask hello route's 2xx requests/s; both ratios are printed (the raw
+WSGI one is reported, not targeted) and the exit code is 1 under 0.60 of Flask. Non-2xx answers
+do not count as served. wrk2's fixed-rate mode is not packaged for Debian, so the percentiles
+are closed-loop (coordinated omission).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from staging import stack
 from staging.hello import FLASK_PREFIX
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+TARGET = 0.60  # of the bare Flask hello route's 2xx requests/s
 
 
 def _ms(text: str) -> float:
@@ -73,15 +75,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<19} {row['rps']:>8.0f} req/s  p50 {row['p50_ms']} ms  "
               f"p90 {row['p90_ms']} ms  p99 {row['p99_ms']} ms  "
               f"non-2xx {row['non_2xx']}  ({row['command']})")
-    full = rows["legacy small GET"]["rps"]
-    ratio = full / rows["bare hello (WSGI)"]["rps"]
-    flask_ratio = full / rows["bare hello (Flask)"]["rps"]
-    print(f"legacy small / bare WSGI hello = {ratio:.0%} (target >= 60%)")
-    print(f"legacy small / bare Flask hello = {flask_ratio:.0%}")
+    full = ok_rps(rows["legacy small GET"], args.seconds)
+    ratio = full / ok_rps(rows["bare hello (WSGI)"], args.seconds)
+    flask_ratio = full / ok_rps(rows["bare hello (Flask)"], args.seconds)
+    print(f"legacy small / bare WSGI hello = {ratio:.0%} (reported)")
+    print(f"legacy small / bare Flask hello = {flask_ratio:.0%} (target >= {TARGET:.0%})")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"routes": rows, "ratio": ratio,
                                      "ratio_flask": flask_ratio}, indent=2) + "\n")
-    return 0 if ratio >= 0.6 else 1
+    if flask_ratio < TARGET:
+        print(f"FAIL: under {TARGET:.0%} of the Flask hello route", file=sys.stderr)
+        return 1
+    return 0
+
+
+def ok_rps(row: dict, seconds: int) -> float:
+    """2xx answers per second: wrk's rate less its non-2xx/3xx answers (a 429 is not served)."""
+    return max(0.0, row["rps"] - row["non_2xx"] / seconds)
 
 
 if __name__ == "__main__":
