@@ -171,3 +171,23 @@ def test_retry_after_only_where_it_tells_when_to_retry(make_app, register):
     assert vote.status_code == 201
     assert "Retry-After" not in vote.headers
     assert "Retry-After" not in client.get("/nowhere", headers=headers).headers
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    ("[" * 100_000, "nested too deeply"),
+    ('{"username": ' + "7" * 5000 + "}", "too many digits"),
+    ("\xff{}", "not UTF-8"),
+    ('{"username": }', "Expecting value at line 1 column 14"),
+])
+@pytest.mark.parametrize("path", ["/api/v2/auth/login", "/api/v2/polls", "/api/v2/solve"])
+def test_bad_json_details_name_the_input_not_python(client, auth_headers, path, body, reason):
+    """Bodies read by webargs used to answer "maximum recursion depth exceeded" or quote
+    "sys.set_int_max_str_digits()"."""
+    response = client.post(path, data=body.encode("latin-1"), headers=auth_headers,
+                           content_type="application/json")
+    assert response.status_code == 400
+    problem = response.get_json()
+    assert problem["type"] == "urn:paintshop:problem:invalid-json"
+    assert reason in problem["detail"]
+    for internal in ("recursion", "sys.", "codec", "char "):
+        assert internal not in problem["detail"]
