@@ -66,7 +66,9 @@ def test_failure_rate_outside_unit_interval_is_refused():
 def test_postgres_engine_options_set_timeouts():
     settings = Settings.from_env(PRODUCTION)
     options = settings.flask_config()["SQLALCHEMY_ENGINE_OPTIONS"]
-    assert options["pool_pre_ping"] is True
+    # Pinged only after idling (app/dbpool.py), not with a round trip at every checkout.
+    assert options["pool_pre_ping"] is False
+    assert {target for _fn, target in options["pool_events"]} == {"checkin", "checkout"}
     assert options["pool_recycle"] == 1700
     assert options["connect_args"]["connect_timeout"] == 5
     assert "statement_timeout=15000" in options["connect_args"]["options"]
