@@ -66,7 +66,7 @@ def ttl(reset: float, now: float) -> int:
 
 
 def batch_size(item: RateLimitItem, fraction: float) -> int:
-    return max(1, int(item.amount * fraction))
+    return max(1, math.ceil(item.amount * fraction))
 
 
 class BatchedWindowCounter:
