@@ -13,6 +13,9 @@ slow-clients  200 slow-header and 50 slow-body connections held 60 s: /health/li
         load balancer keeps answering within 1 s (faults/drill_slow_clients.py).
 long-lines    16 KB legacy line served; longer lines up to 50 MB refused 414 by the proxy in
         under a second, gunicorn untouched (faults/drill_long_lines.py).
+redis-hang    instances on a Redis that accepts and never answers: answers keep their speed,
+        readiness 200 says the limiter is degraded, a few log lines, no traceback
+        (faults/drill_redis_hang.py).
 inject  instances restarted with FAULT_FAILURE_RATE (APP_ENV=development, since production
         refuses fault injection; every other setting stays production's): the injected 503
         fraction in /metrics matches the setting; production instances are restored after.
@@ -39,7 +42,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from faults import checks, drill_long_lines, drill_slow_clients
+from faults import checks, drill_long_lines, drill_redis_hang, drill_slow_clients
 from load import report
 from load import run as load_run
 from staging import stack
@@ -504,7 +507,8 @@ def drill_inject(cfg: stack.Config, out: Path) -> Verdict:
 
 
 DRILLS = {"kill": drill_kill, "pg": drill_pg, "slow": drill_slow, "inject": drill_inject,
-          "slow-clients": drill_slow_clients.run, "long-lines": drill_long_lines.run}
+          "slow-clients": drill_slow_clients.run, "long-lines": drill_long_lines.run,
+          "redis-hang": drill_redis_hang.run}
 
 
 def main(argv: list[str] | None = None) -> int:
