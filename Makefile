@@ -26,10 +26,11 @@ install-dev: $(VENV)/.installed-dev
 migrate: install
 	$(BIN)/flask db upgrade heads
 
-## Serve on http://127.0.0.1:8000 with gunicorn, as production does.
+## Serve on http://127.0.0.1:8000 with gunicorn, as production does, and the history loader
+## next to it (Procfile.dev, run by honcho; Ctrl-C stops both).
 run: migrate
 	BIND_HOST=$${BIND_HOST:-127.0.0.1} WEB_CONCURRENCY=$${WEB_CONCURRENCY:-2} \
-		$(BIN)/gunicorn --config gunicorn.conf.py app.wsgi:application
+		PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho -f Procfile.dev start -p $${PORT:-8000}
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -1,13 +1,16 @@
-"""History benchmark on PostgreSQL: what recording adds to a solve, and how fast export streams.
+"""History benchmark: the journal's cost per request and per loaded row, and the read side.
 
 Run `python -m bench.bench_history` (PostgreSQL at TEST_DATABASE_URL, or a `bench_history`
 database it creates on postgresql://postgres@127.0.0.1:5432; the schema there is rebuilt).
 It prints:
-1. p50/p99 of `POST /api/v2/solve` through the Flask test client with HISTORY_ENABLED on and off
-   (interleaved blocks, after a warm-up), and the difference;
-2. the export rate (rows/s) of 100,000 rows as NDJSON and CSV, with the peak Python heap during
+1. request path: CPU µs per small legacy solve spent recording it (`recording.record` alone,
+   and with the route's building of the caller and the plain records), journal in a temp dir;
+2. loader: CPU µs per row of this process (decoding, digests, COPY or executemany; the database
+   server's own CPU is not in it) and rows/s, loading --journal-rows journaled legacy solves
+   into PostgreSQL and into SQLite;
+3. the export rate (rows/s) of 100,000 rows as NDJSON and CSV, with the peak Python heap during
    the export (tracemalloc) and the process's peak RSS;
-3. EXPLAIN ANALYZE of the history queries on those 100,000 rows (`--no-explain` to skip).
+4. EXPLAIN ANALYZE of the history queries on those 100,000 rows (`--no-explain` to skip).
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import statistics
+import shutil
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -215,26 +219,57 @@ def login(client: FlaskClient, username: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens['access_token']}"}
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+LEGACY_INPUT = '{"colors":5,"customers":3,"demands":[[1,1,1],[2,1,0,2,0],[1,5,0]]}'
 
 
-def bench_solve(on: FlaskClient, off: FlaskClient, headers: dict[str, str], requests: int,
-                block: int = 50) -> dict[str, list[float]]:
-    """Interleave blocks of requests with and without recording, so drift hits both alike."""
-    timings: dict[str, list[float]] = {"on": [], "off": []}
-    for client in (on, off):  # warm up connections, caches and the JIT-less interpreter
-        for _ in range(50):
-            client.post("/api/v2/solve", json=PROBLEM, headers=headers)
-    while len(timings["on"]) < requests:
-        for name, client in (("on", on), ("off", off)):
-            for _ in range(block):
-                started = time.perf_counter()
-                response = client.post("/api/v2/solve", json=PROBLEM, headers=headers)
-                timings[name].append((time.perf_counter() - started) * 1000)
-                assert response.status_code == 200, response.get_json()
-    return timings
+def bench_recording(app: Flask, count: int) -> dict[str, float]:
+    """CPU µs per request: recording.record alone, and the route's whole history step."""
+    from flask import g
+
+    from app.history import inputs, recording
+    from app.solver import routes, service
+
+    path = "/v1/?input=" + LEGACY_INPUT
+    with app.test_request_context(path, headers={"User-Agent": "bench/1.0"},
+                                  environ_base={"REMOTE_ADDR": "192.0.2.1"}):
+        g.request_id = "bench-request-id"
+        outcome = service.solve_legacy_text(LEGACY_INPUT)
+        caller = recording.Caller(None, None, "192.0.2.1", "bench/1.0", "bench-request-id")
+        solve = routes._history_solve(outcome)
+        figures = {}
+        for name, call in (
+            ("recording.record", lambda: recording.record(caller, "v1", inputs.TEXT,
+                                                          LEGACY_INPUT, [solve])),
+            ("route history step", lambda: routes._record("v1", inputs.TEXT, LEGACY_INPUT,
+                                                          [outcome])),
+        ):
+            for _ in range(500):  # warm up
+                call()
+            started = time.process_time()
+            for _ in range(count):
+                call()
+            figures[name] = (time.process_time() - started) / count * 1e6
+    recording.close_all()
+    return figures
+
+
+def bench_loader(app: Flask, rows: int) -> dict[str, float]:
+    """Journal `rows` legacy solves, then load them: loader CPU µs per row and rows/s."""
+    from app.history import loader, recording
+
+    client = app.test_client()
+    journal = app.extensions[recording.EXTENSION]
+    for index in range(rows):
+        client.get("/v1/", query_string={"input": LEGACY_INPUT},
+                   headers={"X-Request-ID": f"bench-{index}"})
+    journal.close()
+    with app.app_context():
+        runner = loader.Loader.for_app(app)
+        started, cpu = time.perf_counter(), time.process_time()
+        handled = runner.drain()
+        cpu, seconds = time.process_time() - cpu, time.perf_counter() - started
+    assert handled == rows, (handled, rows)
+    return {"rows": rows, "cpu_us_per_row": cpu / rows * 1e6, "rows_per_s": rows / seconds}
 
 
 def bench_export(client: FlaskClient, headers: dict[str, str], kind: str) -> dict[str, float]:
@@ -254,7 +289,9 @@ def bench_export(client: FlaskClient, headers: dict[str, str], kind: str) -> dic
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--requests", type=int, default=20_000,
+                        help="recordings timed per figure")
+    parser.add_argument("--journal-rows", type=int, default=20_000)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--no-explain", action="store_true")
     args = parser.parse_args(argv)
@@ -268,15 +305,26 @@ def main(argv: list[str] | None = None) -> int:
     from app.extensions import db
 
     reset_schema(url)
-    app_on = create_app(overrides(url, HISTORY_ENABLED=True))
-    app_off = create_app(overrides(url, HISTORY_ENABLED=False))
+    journal = tempfile.mkdtemp(prefix="bench-history-journal-")
+    app_on = create_app(overrides(url, HISTORY_JOURNAL_DIR=journal, LOG_LEVEL="ERROR"))
     with app_on.app_context():
         upgrade(revision="heads")
-    on, off = app_on.test_client(), app_off.test_client()
+    on = app_on.test_client()
     headers = login(on, "benchuser")
     light_headers = login(on, "lightuser")
 
-    timings = bench_solve(on, off, headers, args.requests)
+    recording_us = bench_recording(app_on, args.requests)
+    shutil.rmtree(journal, ignore_errors=True)
+    loads = {"PostgreSQL": bench_loader(app_on, args.journal_rows)}
+    with tempfile.TemporaryDirectory(prefix="bench-history-") as folder:
+        lite = create_app(overrides(f"sqlite:///{folder}/bench.sqlite3", LOG_LEVEL="ERROR",
+                                    HISTORY_JOURNAL_DIR=f"{folder}/journal"))
+        with lite.app_context():
+            upgrade(revision="heads")
+        loads["SQLite"] = bench_loader(lite, args.journal_rows)
+        with lite.app_context():
+            db.engine.dispose()
+
     with app_on.app_context(), db.engine.begin() as connection:
         connection.execute(sa.text("TRUNCATE history_entries"))
         heavy = connection.scalar(sa.text("SELECT id FROM users WHERE username = 'benchuser'"))
@@ -289,17 +337,15 @@ def main(argv: list[str] | None = None) -> int:
     exports = {kind: bench_export(on, headers, kind) for kind in ("ndjson", "csv")}
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    print(f"\nPOST /api/v2/solve ({len(PROBLEM['customers'])} customers), Flask test client, "
-          f"PostgreSQL, {args.requests} requests each")
-    print(f"{'recording':<12}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
-    for name in ("off", "on"):
-        values = timings[name]
-        print(f"{name:<12}{percentile(values, 50):>10.3f}{percentile(values, 99):>10.3f}"
-              f"{statistics.fmean(values):>10.3f}")
-    print(f"{'added':<12}"
-          f"{percentile(timings['on'], 50) - percentile(timings['off'], 50):>10.3f}"
-          f"{percentile(timings['on'], 99) - percentile(timings['off'], 99):>10.3f}"
-          f"{statistics.fmean(timings['on']) - statistics.fmean(timings['off']):>10.3f}")
+    print(f"\nRequest path: CPU per small legacy solve recorded ({args.requests:,} each; "
+          "target <= 20 µs)")
+    for name, micros in recording_us.items():
+        print(f"  {name:<22}{micros:>8.1f} µs")
+    print(f"\nLoader: {args.journal_rows:,} journaled legacy solves (target <= 40 µs CPU/row; "
+          "the database server's CPU not included)")
+    print(f"  {'database':<12}{'µs CPU/row':>12}{'rows/s':>10}")
+    for name, figures in loads.items():
+        print(f"  {name:<12}{figures['cpu_us_per_row']:>12.1f}{figures['rows_per_s']:>10,.0f}")
 
     print(f"\nExport of one user's {args.rows:,} rows (table holds {2 * args.rows:,}; "
           f"seeded in {seed_seconds:.1f} s)")

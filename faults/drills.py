@@ -22,8 +22,9 @@ inject  instances restarted with FAULT_FAILURE_RATE (APP_ENV=development, since 
 
 After every drill the load run's ledger is checked against the database (faults/checks.py).
 Results: faults/results/<UTC stamp>/<drill>/ (load run, events, verdict) and verdicts.json.
-Before each check the drill waits until no instance has history rows pending for retry
-(`history_retry_pending_rows` on /metrics), at most FAULT_DRILL_RETRY_WAIT seconds (default 40).
+Before each check the drill waits until every instance's history journal is loaded, at most
+FAULT_JOURNAL_DRAIN_WAIT seconds (default 90; faults/drill_journal.py, which has the journal
+drills).
 Environment: FAULT_DRILL_SECONDS (load per drill, default 40), FAULT_DRILL_USERS (default 10).
 """
 
@@ -42,7 +43,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from faults import checks, drill_long_lines, drill_redis_hang, drill_slow_clients
+from faults import checks, drill_journal, drill_long_lines, drill_redis_hang, drill_slow_clients
 from load import report
 from load import run as load_run
 from staging import stack
@@ -52,7 +53,6 @@ RESULTS = ROOT / "faults" / "results"
 SECONDS = int(os.environ.get("FAULT_DRILL_SECONDS", "40"))
 USERS = int(os.environ.get("FAULT_DRILL_USERS", "10"))
 INJECTED_RATE = float(os.environ.get("FAULT_DRILL_RATE", "0.1"))
-HISTORY_RETRY_WAIT = float(os.environ.get("FAULT_DRILL_RETRY_WAIT", "40"))
 
 
 @dataclass
@@ -106,15 +106,12 @@ class Drill:
         return [(r["t"], r["fps"]) for r in report.history(self.dir).get("Aggregated", [])]
 
     def check_data(self) -> None:
-        waited, pending = _wait_history_retry(self.cfg)
-        if pending is None:
-            self.verdict.note(f"history retry buffers: /metrics unreadable after {waited:.0f}s; "
-                              "checked anyway")
-        elif pending:
-            self.verdict.note(f"history retry buffers: {pending} rows still pending after "
+        waited, left = drill_journal.wait_drained(self.cfg)
+        if left:
+            self.verdict.note(f"history journals: {left} rows still unloaded after "
                               f"{waited:.0f}s; checked anyway")
         elif waited >= 1:
-            self.verdict.note(f"history retry buffers empty after {waited:.0f}s")
+            self.verdict.note(f"history journals loaded after {waited:.0f}s")
         for ok, line in checks.check(self.cfg.database_url, self.dir / "ledger.json"):
             if ok is None:
                 self.verdict.note(line)
@@ -135,7 +132,6 @@ def _wait_for(condition, seconds: float, step: float = 0.2) -> bool:
     return condition()
 
 
-_PENDING = re.compile(r"^history_retry_pending_rows(?:\{[^}]*\})?\s+([0-9.e+-]+)$", re.MULTILINE)
 
 
 def _metrics(cfg: stack.Config, port: int) -> str | None:
@@ -155,20 +151,9 @@ def _metrics(cfg: stack.Config, port: int) -> str | None:
     return body.decode() if status == 200 else None
 
 
-def _retry_pending(cfg: stack.Config) -> int | None:
-    """History rows waiting in the instances' retry buffers (None if an instance is unreadable)."""
-    total = 0
-    for port in cfg.app_ports:
-        text = _metrics(cfg, port)
-        if text is None:
-            return None
-        total += sum(int(float(v)) for v in _PENDING.findall(text))
-    return total
-
-
 def _history_counters(cfg: stack.Config) -> dict[str, int] | None:
-    """history_write_failures_total and history_rows_dropped_total over every instance."""
-    totals = {"history_write_failures_total": 0, "history_rows_dropped_total": 0}
+    """history_journal_write_failures_total and history_loader_rows_total over every instance."""
+    totals = {"history_journal_write_failures_total": 0, "history_loader_rows_total": 0}
     for port in cfg.app_ports:
         text = _metrics(cfg, port)
         if text is None:
@@ -177,21 +162,6 @@ def _history_counters(cfg: stack.Config) -> dict[str, int] | None:
             totals[name] += sum(int(float(v)) for v in re.findall(
                 rf"^{name}(?:\{{[^}}]*\}})?\s+([0-9.e+-]+)$", text, re.MULTILINE))
     return totals
-
-
-def _wait_history_retry(cfg: stack.Config, seconds: float = HISTORY_RETRY_WAIT
-                        ) -> tuple[float, int | None]:
-    """Wait until no instance has history rows pending for retry, or `seconds` (default 40).
-
-    Failed history writes are retried from a per-worker buffer after 1 s, doubling up to 30 s,
-    so rows that failed during an outage reach the database some seconds after it is back.
-    """
-    began = time.monotonic()
-    pending = _retry_pending(cfg)
-    while pending != 0 and time.monotonic() - began < seconds:
-        time.sleep(1)
-        pending = _retry_pending(cfg)
-    return time.monotonic() - began, pending
 
 
 def _ready(cfg: stack.Config, port: int) -> int:
@@ -297,8 +267,8 @@ def drill_pg(cfg: stack.Config, out: Path) -> Verdict:
     counters_after = _history_counters(cfg)
     if counters_before is not None and counters_after is not None:
         failed, dropped = (counters_after[k] - counters_before[k] for k in counters_before)
-        d.verdict.note(f"history writes failed during the drill: {failed} rows (kept for retry), "
-                       f"dropped for good: {dropped}")
+        d.verdict.note(f"history journal writes failed during the drill: {failed}; rows the "
+                       f"loaders handled: {dropped}")
     return d.save()
 
 
@@ -508,7 +478,8 @@ def drill_inject(cfg: stack.Config, out: Path) -> Verdict:
 
 DRILLS = {"kill": drill_kill, "pg": drill_pg, "slow": drill_slow, "inject": drill_inject,
           "slow-clients": drill_slow_clients.run, "long-lines": drill_long_lines.run,
-          "redis-hang": drill_redis_hang.run}
+          "redis-hang": drill_redis_hang.run,
+          **drill_journal.DRILLS}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -114,6 +114,8 @@ def read_pid(cfg: Config, name: str) -> int | None:
 
 
 def _marker(name: str) -> str:
+    if name.startswith("loader-"):
+        return "app.history.loader"
     return "nginx" if name == "nginx" else "gunicorn"
 
 
@@ -204,10 +206,14 @@ def _spawn(cfg: Config, name: str, argv: list[str], env: dict[str, str]) -> int:
 # --- pieces of the stack -------------------------------------------------------------------------
 
 def procfile_web_command() -> list[str]:
+    return procfile_command("web")
+
+
+def procfile_command(process: str) -> list[str]:
     for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.startswith("web:"):
+        if line.startswith(f"{process}:"):
             return shlex.split(line.split(":", 1)[1])
-    raise RuntimeError("Procfile has no web: process")
+    raise RuntimeError(f"Procfile has no {process}: process")
 
 
 def app_env(cfg: Config, port: int | None = None, **extra: str) -> dict[str, str]:
@@ -243,6 +249,8 @@ def app_env(cfg: Config, port: int | None = None, **extra: str) -> dict[str, str
             stale.unlink()
         env["PORT"] = str(port)
         env["PROMETHEUS_MULTIPROC_DIR"] = str(prom)
+        # Each instance has its own journal and loader, as each EC2 instance has.
+        env["HISTORY_JOURNAL_DIR"] = str(cfg.run_dir / f"journal-{port}")
     env.update(extra)
     return env
 
@@ -298,8 +306,18 @@ def make_certificate(cfg: Config) -> None:
 def start_app(cfg: Config, port: int, **extra: str) -> int:
     name = f"app-{port}"
     _spawn(cfg, name, procfile_web_command(), app_env(cfg, port, **extra))
+    start_loader(cfg, port)
     wait_http(f"http://127.0.0.1:{port}/health/ready", 60, name)
     return read_pid(cfg, name) or 0
+
+
+def start_loader(cfg: Config, port: int, **extra: str) -> int:
+    """The instance's history loader (the Procfile's loader: line), unless it runs already."""
+    name = f"loader-{port}"
+    pid = read_pid(cfg, name)
+    if pid is not None and _is_ours(pid, _marker(name)):
+        return pid
+    return _spawn(cfg, name, procfile_command("loader"), app_env(cfg, port, **extra))
 
 
 def start_bare(cfg: Config, port: int) -> int:

@@ -1,5 +1,6 @@
 """CI's short production rehearsal: staging (own ports, database and Redis db), a short load
-run, and one instance killed with -9 in the middle of it. Under 3 minutes.
+run, one gunicorn worker per instance killed with -9 (every answered solve keeps exactly one
+history row), and one instance killed with -9 in the middle of a load run. Under 3 minutes.
 
 Needs root (nginx's master binds and drops to www-data), nginx (installed with apt-get when
 missing), openssl, PostgreSQL and Redis on 127.0.0.1; skipped with the reason otherwise.
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.e2e
 
 USERS = 6
 LOAD_SECONDS = 24
+WORKER_KILL_SECONDS = 15
 
 
 def _listening(port: int) -> bool:
@@ -86,8 +88,36 @@ def test_instances_see_the_client_scheme_through_the_proxy(staging: stack.Config
     assert (status, headers.get("X-Request-ID")) == (200, "ci-staging-1")
 
 
+def test_a_killed_worker_loses_no_history_row(staging: stack.Config, tmp_path: Path) -> None:
+    """Short journal-worker drill: kill -9 a gunicorn worker of each instance under load; every
+    answered solve has exactly one history row once the journals are loaded."""
+    from faults import drill_journal
+    from load import run as load_run
+
+    since = time.time()
+    proc = load_run.start(tmp_path, staging.base_url, WORKER_KILL_SECONDS, USERS, USERS,
+                          quiet=True)
+    deadline = time.monotonic() + 90
+    while not (tmp_path / "locust_stats_history.csv").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(WORKER_KILL_SECONDS / 3)
+    killed = [drill_journal.kill_worker(staging, port) for port in staging.app_ports]
+    code, rows = load_run.finish(proc, tmp_path, "ci: kill a worker per instance",
+                                 timeout=WORKER_KILL_SECONDS + 120)
+    total = next(r for r in rows if r["endpoint"] == "ALL")
+    print(f"\nkilled workers {killed}: {total['requests']} requests, {total['failures']} failed "
+          f"(locust exit {code})")
+    assert None not in killed
+    waited, left = drill_journal.wait_drained(staging)
+    assert left == 0, f"{left} journal rows still unloaded after {waited:.0f}s"
+    ok, line = drill_journal.exactly_one_row(staging.database_url, tmp_path / "ledger.json",
+                                             since)
+    print(line)
+    assert ok, line
+
+
 def test_load_survives_killing_one_instance(staging: stack.Config, tmp_path: Path) -> None:
-    from faults import checks
+    from faults import checks, drill_journal
     from load import report
     from load import run as load_run
 
@@ -109,6 +139,7 @@ def test_load_survives_killing_one_instance(staging: stack.Config, tmp_path: Pat
     assert total["requests"] > 50
     assert total["failures"] <= USERS, "more failures than requests in flight at the kill"
     assert late == 0, "failures after the surviving instance took over"
+    drill_journal.wait_drained(staging)  # the killed instance's loader still runs
     for ok, line in checks.check(staging.database_url, tmp_path / "ledger.json"):
         print(line)
         assert ok is not False, line
