@@ -6,6 +6,8 @@ import json
 import re
 from typing import Any
 
+from app.errors import PROBLEM_TYPE_PREFIX, STATUS_SLUGS
+
 from ._cfn import template
 
 EDGE = template("edge")
@@ -46,6 +48,7 @@ def test_flood_guard_answers_like_the_app() -> None:
     assert body["ContentType"] == "APPLICATION_JSON"
     problem = json.loads(body["Content"])
     assert problem["status"] == 429
+    assert problem["type"] == PROBLEM_TYPE_PREFIX + STATUS_SLUGS[429]  # the app's own 429 type
     assert {"type", "title", "status", "detail"} <= set(problem)
 
 

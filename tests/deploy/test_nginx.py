@@ -9,6 +9,7 @@ on an Elastic Beanstalk instance are redirected into a temporary directory).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from app.errors import PROBLEM_TYPE_PREFIX, STATUS_SLUGS
 from faults import drill_long_lines
 
 from . import _nginx
@@ -182,6 +184,12 @@ def test_production_has_the_rehearsals_protection(name: str, staging: str) -> No
     assert directive(name) == directive(name, staging)
 
 
+def test_the_connection_limit_answers_problem_json_in_both(staging: str) -> None:
+    for text in (_config_text(), staging):
+        assert directive("error_page", text) == ["429", "@too_many_in_progress"]
+        assert "default_type application/problem+json;" in text
+
+
 def test_refused_requests_are_answered_not_reset(staging: str) -> None:
     assert directive("lingering_close") == directive("lingering_close", staging) == ["always"]
 
@@ -270,11 +278,36 @@ def _open_slow_body(target, forwarded: str | None) -> socket.socket:
     return sock
 
 
+def _read_answer(sock: socket.socket) -> tuple[int, bytes, bytes]:
+    """(status, head, body) of one answer, reading its Content-Length."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return drill_long_lines.status_of(sock, data), data, b""
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    while length and len(body) < int(length.group(1)):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        body += chunk
+    return int(head.split(b" ", 2)[1]), head, body[:int(length.group(1))] if length else body
+
+
 def _complete_post(target, forwarded: str | None) -> int:
     sock = _open_slow_body(target, forwarded)
     try:
         sock.sendall(b"0" * 998 + b"]")
-        return drill_long_lines.status_of(sock)
+        status, head, body = _read_answer(sock)
+        if status == 429:  # answered like the app, not with nginx's HTML page
+            assert b"content-type: application/problem+json" in head.lower()
+            assert b"retry-after: 1" in head.lower()
+            problem = json.loads(body)
+            assert problem["status"] == 429
+            assert problem["type"] == PROBLEM_TYPE_PREFIX + STATUS_SLUGS[429]
+        return status
     finally:
         sock.close()
 
