@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from ._cfn import ROOT, environment_option_settings, template
-from .test_nginx import directive, seconds
 
 PROCESS_OPTIONS = {
     "HealthCheckPath", "MatcherHTTPCode", "Port", "Protocol", "HealthCheckInterval",
@@ -209,14 +208,6 @@ def test_log_retention() -> None:
     for ns in ("aws:elasticbeanstalk:cloudwatch:logs",
                "aws:elasticbeanstalk:cloudwatch:logs:health"):  # fmt: skip
         assert int(_text(setting(ns, "RetentionInDays"))) in allowed
-
-
-def test_timeout_chain_with_nginx() -> None:
-    """ALB idle timeout sits between nginx's proxy_read_timeout and its keepalive_timeout."""
-    idle = int(_text(setting("aws:elbv2:loadbalancer", "IdleTimeout")))
-    (read,) = directive("proxy_read_timeout")
-    (keepalive,) = directive("keepalive_timeout")
-    assert seconds(read) < idle < seconds(keepalive)
 
 
 def test_no_secret_values_in_repository() -> None:
