@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -89,6 +90,41 @@ def wrk_summary(out: str) -> dict:
             **{f"p{q}_ms": _ms(lat[q]) if q in lat else None for q in ("50", "90", "99")},
             "non_2xx": int(errors.group(1)) if errors else 0,
             "socket_errors": socket_errors.group(1) if socket_errors else ""}
+
+
+def _proc_stat(pid: int) -> tuple[int, str, float] | None:
+    """(parent pid, command, CPU seconds) of a process, None if it is gone."""
+    try:
+        head, tail = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)
+    except OSError:
+        return None
+    fields = tail.split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[1]), head.split("(", 1)[1], (int(fields[11]) + int(fields[12])) / ticks
+
+
+def cpu_seconds(cfg: stack.Config) -> dict[str, float]:
+    """CPU seconds used so far by the app instances (with their workers), nginx, all of
+    PostgreSQL's processes (other users of the server included) and wrk."""
+    stats = {int(d): _proc_stat(int(d)) for d in os.listdir("/proc") if d.isdigit()}
+    stats = {pid: stat for pid, stat in stats.items() if stat is not None}
+    roots = stack.running(cfg)
+    totals: dict[str, float] = {"app": 0.0, "nginx": 0.0, "postgres": 0.0, "wrk": 0.0}
+    for pid, (parent, command, seconds) in stats.items():
+        chain, ancestor = {pid}, parent
+        while ancestor in stats and ancestor not in chain:
+            chain.add(ancestor)
+            ancestor = stats[ancestor][0]
+        owner = next((name for name, root in roots.items() if root in chain), None)
+        if owner is not None and owner.startswith("app-"):
+            totals["app"] += seconds
+        elif owner == "nginx":
+            totals["nginx"] += seconds
+        elif command.startswith("postgres"):
+            totals["postgres"] += seconds
+        elif command == "wrk":
+            totals["wrk"] += seconds
+    return totals
 
 
 def make_voters(base_url: str, count: int) -> list[str]:
@@ -198,12 +234,17 @@ def main(argv: list[str] | None = None) -> int:
         if not shutil.which(tool):
             print(f"{tool} is not installed (apt-get install -y {tool})", file=sys.stderr)
             return 2
-    state = stack.load_state(stack.Config())
+    state = stack.load_state(stack.Config())  # the same STAGING_* settings as `make staging`
     base_url = state["base_url"]
     tokens = make_voters(base_url, args.voters)
     poll_id = make_poll(base_url, tokens)
     path = f"/api/v2/polls/{poll_id}/votes"
+    cfg = stack.Config()
+    cpu_before = cpu_seconds(cfg)
     votes = run_wrk(base_url, path, tokens, args.seconds, args.connections)
+    cpu_after = cpu_seconds(cfg)
+    cpu_ms = {name: (cpu_after[name] - cpu_before.get(name, 0.0)) / max(votes["requests"], 1)
+              * 1e3 for name in cpu_after}
     problems = tally_problems(state["database_url"], poll_id)
     anchor = run_pgbench(state["database_url"], args.seconds)
     ratio = votes["rps"] / anchor["tps"]
@@ -212,12 +253,16 @@ def main(argv: list[str] | None = None) -> int:
           f"{votes['requests']} requests, {ok_share:.2%} 2xx, p50 {votes['p50_ms']} ms, "
           f"p99 {votes['p99_ms']} ms, socket errors: {votes['socket_errors'] or 'none'}  "
           f"({votes['command']})")
+    print("CPU ms per vote during the run: "
+          + ", ".join(f"{name} {value:.2f}" for name, value in cpu_ms.items())
+          + " (wrk includes wrk's own work; postgres counts every session on the server)")
     print(f"tallies after the run: {'exact' if not problems else '; '.join(problems)}")
     print(f"pgbench anchor: {anchor['tps']:.0f} TPS (tallies {anchor['tallied']} = updates, "
           f"{anchor['ballots']} ballots)  ({anchor['command']})")
     print(f"ratio votes/s / pgbench TPS = {ratio:.3f} (target >= 0.25)")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"votes": votes, "pgbench": anchor, "ratio": ratio,
+    args.json.write_text(json.dumps({"votes": votes, "cpu_ms_per_vote": cpu_ms,
+                                     "pgbench": anchor, "ratio": ratio,
                                      "ok_share": ok_share, "tally_problems": problems},
                                     indent=2) + "\n")
     return 0 if ratio >= 0.25 and ok_share >= 0.99 and not problems else 1

@@ -20,6 +20,7 @@ from typing import Any
 
 from flask import current_app
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
+from jwt import get_unverified_header
 from sqlalchemy import and_, bindparam, delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import make_transient_to_detached
@@ -141,6 +142,22 @@ def verified_before(token: str) -> VerifiedToken | None:
             _verified_tokens().pop(token, None)
         return None
     return known
+
+
+def verified_access_claims(token: str) -> dict[str, Any]:
+    """A token's claims, verified: from this process's verified tokens, else by
+    flask-jwt-extended (whose errors propagate) and remembered when it is an access token.
+
+    For callers that only need the claims (the rate limiter's identity); nothing here says the
+    token is not revoked.
+    """
+    known = verified_before(token)
+    if known is not None:
+        return known.claims
+    claims = decode_token(token)
+    if claims.get("type") == "access":
+        remember_verified(token, get_unverified_header(token), claims)
+    return claims
 
 
 def _verified_tokens() -> OrderedDict[str, VerifiedToken]:

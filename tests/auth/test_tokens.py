@@ -207,3 +207,26 @@ def test_a_deleted_account_is_refused_at_once(app, client, register):
         db.session.execute(delete(User).where(User.id == user["id"]))
         db.session.commit()
     assert client.get(ME, headers=user["headers"]).status_code == 401
+
+
+def test_verified_access_claims_verify_once_and_refuse_forgeries(app, register):
+    import jwt as pyjwt
+    import pytest
+    from flask_jwt_extended.exceptions import JWTExtendedException
+
+    from app.auth import tokens
+
+    user = register()
+    token = user["access_token"]
+    with app.test_request_context():
+        first = tokens.verified_access_claims(token)
+        assert first["sub"] == str(user["id"])
+        assert tokens.verified_before(token) is not None
+        assert tokens.verified_access_claims(token) == first
+        forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+        with pytest.raises((pyjwt.PyJWTError, JWTExtendedException)):
+            tokens.verified_access_claims(forged)
+        assert tokens.verified_before(forged) is None
+        refresh = user["refresh_token"]
+        assert tokens.verified_access_claims(refresh)["type"] == "refresh"
+        assert tokens.verified_before(refresh) is None  # only access tokens are remembered
