@@ -30,7 +30,7 @@ STATUS_SLUGS = {
     405: "method-not-allowed",
     406: "not-acceptable",
     409: "conflict",
-    413: "payload-too-large",
+    413: "limit-exceeded",  # as the solver's own limits
     414: "uri-too-long",
     415: "unsupported-media-type",
     422: "invalid-request",
@@ -199,7 +199,8 @@ def handle_http_exception(error: HTTPException) -> Response:
     if status == 405 and allowed:
         headers["Allow"] = ", ".join(allowed)
         detail = f"{request.method} is not allowed here; allowed: {', '.join(allowed)}"
-    return problem_response(status, detail, errors=errors, headers=headers)
+    extra = {"limit": "MAX_CONTENT_LENGTH"} if status == 413 else None
+    return problem_response(status, detail, errors=errors, headers=headers, extra=extra)
 
 
 def _http_detail(status: int, error: HTTPException) -> str | None:

@@ -34,7 +34,8 @@ def test_oversized_v2_body_is_a_problem_naming_the_limit(make_app):
     response = small.post("/api/v2/auth/login", data="x" * 5000, content_type="application/json")
     assert response.status_code == 413
     problem = response.get_json()
-    assert problem["type"] == "urn:paintshop:problem:payload-too-large"
+    assert problem["type"] == "urn:paintshop:problem:limit-exceeded"
+    assert problem["limit"] == "MAX_CONTENT_LENGTH"
     assert "1024 bytes" in problem["detail"] and "MAX_CONTENT_LENGTH" in problem["detail"]
 
 
