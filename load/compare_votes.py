@@ -104,12 +104,12 @@ def _proc_stat(pid: int) -> tuple[int, str, float] | None:
 
 
 def cpu_seconds(cfg: stack.Config) -> dict[str, float]:
-    """CPU seconds used so far by the app instances (with their workers), nginx, all of
-    PostgreSQL's processes (other users of the server included) and wrk."""
+    """CPU seconds used so far by the app instances (with their workers), nginx and all of
+    PostgreSQL's processes (other users of the server included)."""
     stats = {int(d): _proc_stat(int(d)) for d in os.listdir("/proc") if d.isdigit()}
     stats = {pid: stat for pid, stat in stats.items() if stat is not None}
     roots = stack.running(cfg)
-    totals: dict[str, float] = {"app": 0.0, "nginx": 0.0, "postgres": 0.0, "wrk": 0.0}
+    totals: dict[str, float] = {"app": 0.0, "nginx": 0.0, "postgres": 0.0}
     for pid, (parent, command, seconds) in stats.items():
         chain, ancestor = {pid}, parent
         while ancestor in stats and ancestor not in chain:
@@ -122,8 +122,6 @@ def cpu_seconds(cfg: stack.Config) -> dict[str, float]:
             totals["nginx"] += seconds
         elif command.startswith("postgres"):
             totals["postgres"] += seconds
-        elif command == "wrk":
-            totals["wrk"] += seconds
     return totals
 
 
@@ -255,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({votes['command']})")
     print("CPU ms per vote during the run: "
           + ", ".join(f"{name} {value:.2f}" for name, value in cpu_ms.items())
-          + " (wrk includes wrk's own work; postgres counts every session on the server)")
+          + " (postgres counts every session on the server)")
     print(f"tallies after the run: {'exact' if not problems else '; '.join(problems)}")
     print(f"pgbench anchor: {anchor['tps']:.0f} TPS (tallies {anchor['tallied']} = updates, "
           f"{anchor['ballots']} ballots)  ({anchor['command']})")
