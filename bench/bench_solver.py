@@ -7,8 +7,10 @@
 In process, for each case: the JSON size, `json.loads` (for reference), decode (msgspec, typed),
 validate (bulk checks and the propagation index, from the decoded document), solve, end to end
 (`parse_legacy_json` of the bytes, solve, the legacy answer text) and the (validate + solve) /
-decode ratio. `--rss` runs each case end to end in a fresh process and reports how much its peak
-RSS grew. `--url` POSTs each case as a JSON body to the server's `/v1/` `--repeats` times, checks
+decode ratio. A second table times the same problems through `/api/v2/solve`'s parser, as a
+legacy and as a v2 document, and through the Code Jam text parser (`flask solve`, text batches).
+`--rss` runs each case end to end in a fresh process and reports how much its peak RSS grew.
+`--url` POSTs each case as a JSON body to the server's `/v1/` 3 times, checks
 the answer against the in-process one and reports the median wall time (target: at most 1 s).
 """
 
@@ -28,7 +30,16 @@ from dataclasses import dataclass
 
 from app.solver import documents
 from app.solver.engine import Problem, solve
-from app.solver.formats import Limits, format_legacy, parse_legacy, parse_legacy_json
+from app.solver.formats import (
+    Limits,
+    format_codejam,
+    format_legacy,
+    parse_codejam,
+    parse_json_document,
+    parse_legacy,
+    parse_legacy_json,
+    problem_to_v2,
+)
 
 Demands = list[list[int]]
 LIMITS = Limits(max_colors=10**7, max_customers=10**7, max_pairs=10**8)
@@ -195,6 +206,41 @@ def measure(case: Case, repeats: int) -> dict[str, object]:
     }
 
 
+def other_formats(case: Case, repeats: int) -> dict[str, object]:
+    """End to end through the other entry points: /api/v2/solve with the legacy and the v2
+    document (parse_json_document) and `flask solve` / the text batch (parse_codejam)."""
+    body = case.body()
+    problem = parse_legacy_json(body, LIMITS)
+    v2_body = json.dumps(problem_to_v2(problem), separators=(",", ":")).encode()
+    demands = json.loads(body)["demands"]
+    lines = [f"{case.colors} {len(demands)}", *(" ".join(map(str, row)) for row in demands)]
+    text = "1\n" + "\n".join(lines) + "\n"
+    expected = format_legacy(solve(problem))
+    for answer in (solve(parse_json_document(v2_body, LIMITS)[1]),
+                   solve(parse_json_document(body, LIMITS)[1])):
+        assert format_legacy(answer) == expected
+    assert format_codejam([solve(p) for p in parse_codejam(text, LIMITS)]) == (
+        f"Case #1: {expected}\n")
+    best = best_times(repeats, {
+        "v2 legacy": lambda: solve(parse_json_document(body, LIMITS)[1]),
+        "v2": lambda: solve(parse_json_document(v2_body, LIMITS)[1]),
+        "codejam": lambda: [solve(p) for p in parse_codejam(text, LIMITS)],  # type: ignore[arg-type]
+    })
+    return {"case": case.name, "v2 bytes": len(v2_body), "text bytes": len(text), **best}
+
+
+def render_formats(rows: list[dict[str, object]]) -> str:
+    header = (f"{'case':<31} {'legacy doc ms':>13} {'v2 bytes':>11} {'v2 doc ms':>9} "
+              f"{'text bytes':>11} {'Code Jam ms':>11}")
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(
+            f"{r['case']:<31} {r['v2 legacy'] * 1e3:>13.1f} {r['v2 bytes']:>11,} "
+            f"{r['v2'] * 1e3:>9.1f} {r['text bytes']:>11,} {r['codejam'] * 1e3:>11.1f}"
+        )
+    return "\n".join(lines)
+
+
 def render(rows: list[dict[str, object]]) -> str:
     header = (
         f"{'case':<31} {'bytes':>10} {'loads ms':>8} {'decode ms':>9} {'validate ms':>11} "
@@ -277,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         return over_http(args.url, [c for c in cases if c.group == "100x"] or cases, 3)
     rows = [measure(case, args.repeats) for case in cases]
     print(render(rows))
+    print("\nend to end (parse + solve) through /api/v2/solve and the Code Jam parser:")
+    print(render_formats([other_formats(case, args.repeats) for case in cases]))
     if args.rss:
         print("\npeak RSS growth of one end-to-end solve (fresh process):")
         for case in cases:

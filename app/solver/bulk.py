@@ -100,10 +100,10 @@ def int_rows(rows: Sequence[object], *, typed: bool) -> tuple[np.ndarray, np.nda
     """
     if not typed and set(map(type, rows)) != {list}:
         return None
-    lengths = np.fromiter(map(len, rows), dtype=_I64, count=len(rows))  # type: ignore[arg-type]
-    total = int(lengths.sum())
+    total = sum(map(len, rows))  # type: ignore[arg-type]
     if total < BULK_MIN_VALUES:
         return None
+    lengths = np.fromiter(map(len, rows), dtype=_I64, count=len(rows))  # type: ignore[arg-type]
     if not typed and set(map(type, chain.from_iterable(rows))) != {int}:  # type: ignore[arg-type]
         return None  # a bool, float, string... : the precise walk names it
     try:

@@ -489,7 +489,8 @@ def parse_codejam(
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise _fail("", f"input is not valid UTF-8: {exc}") from None
-    lines = _Lines(text)
+    with documents.paused_gc():  # a list of tokens per line: see paused_gc
+        lines = _Lines(text)
     number, tokens = lines.next("the number of cases")
     if len(tokens) != 1:
         raise _fail(f"/line/{number}", "the first line must hold only the number of cases")
@@ -508,7 +509,8 @@ def parse_codejam(
             limits.max_customers,
             "SOLVER_MAX_CUSTOMERS",
         )
-    results = [_codejam_case(lines, case, limits) for case in range(1, count + 1)]
+    with documents.paused_gc():
+        results = [_codejam_case(lines, case, limits) for case in range(1, count + 1)]
     if lines.pos < len(lines.items):
         extra = lines.items[lines.pos][0]
         raise _fail(f"/line/{extra}", f"unexpected data after the last of {count} cases")
