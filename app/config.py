@@ -206,7 +206,9 @@ class Settings:
             problems.append("DATABASE_URL must not be SQLite in production")
         if self.fault_failure_rate > 0 or self.fault_crash_enabled:
             problems.append("fault injection (FAULT_*) cannot be enabled in production")
-        if self.ratelimit_storage_uri.startswith("memory://") and self.ratelimit_enabled:
+        # memory:// counts per process and a unix socket per host: neither is shared by instances.
+        if self.ratelimit_enabled and not self.ratelimit_storage_uri.startswith(
+                ("redis://", "rediss://")):
             problems.append("RATELIMIT_STORAGE_URI must be a shared store (redis://) in production")
         return problems
 

@@ -8,7 +8,11 @@ from __future__ import annotations
 import time
 import uuid
 
+import pytest
+
+from app.config import ConfigError, Settings
 from tests.auth.conftest import metric
+from tests.auth.test_production_config import GOOD
 from tests.conftest import PASSWORD
 
 ME = "/api/v2/auth/me"
@@ -186,3 +190,15 @@ def test_exact_limits_are_shared_between_instances(limited_app, redis_url):
     statuses = [clients[i % 2].post(LOGIN, json={"username": f"n{i}x", "password": "p"})
                 .status_code for i in range(11)]
     assert statuses == [401] * 10 + [429]
+
+
+def test_production_refuses_stores_that_instances_cannot_share():
+    for uri in ("memory://", "redis+unix:///tmp/r.sock", "unix:///tmp/r.sock"):
+        with pytest.raises(ConfigError, match="RATELIMIT_STORAGE_URI"):
+            Settings.from_env({**GOOD, "RATELIMIT_STORAGE_URI": uri})
+    assert Settings.from_env({**GOOD, "RATELIMIT_STORAGE_URI": "rediss://cache:6379/0"})
+
+
+def test_a_limit_that_does_not_parse_fails_at_start_up():
+    with pytest.raises(ConfigError, match="RATELIMIT_LOGIN_FAILURES"):
+        Settings.from_env({"RATELIMIT_LOGIN_FAILURES": "five a minute"})
