@@ -13,7 +13,9 @@ from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, current_app, g, has_request_context, json, request
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm.attributes import set_committed_value
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from app.ops.request_id import incoming_request_id
@@ -259,10 +261,17 @@ def _rollback_session() -> None:
     the current user) must still work, or the answer loses its id, headers and log line."""
     from app.extensions import db  # lazy: app.extensions imports modules that import this one
 
+    user = g.get("current_user")
+    state = sa_inspect(user, raiseerr=False) if user is not None else None
+    identity = state.identity if state is not None else None
     try:
         db.session.rollback()
     except Exception:  # the connection itself may be gone; the answer matters more
         log.warning("session rollback failed after an error", exc_info=True)
+    if identity is not None and len(identity) == 1:
+        # The rollback expired the user; its id stays readable without a query (the database
+        # may be what failed), so the request log line can still name the user.
+        set_committed_value(user, "id", identity[0])
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -45,7 +45,7 @@ def test_nul_in_a_path_parameter_is_404(client, auth_headers, method, path):
 
 @pytest.mark.parametrize("text", [r"a\u0000b", r"\ud800", r"x\udfff", r"\ud800\u0041"])
 def test_unstorable_json_string_is_422_with_its_pointer(client, auth_headers, text):
-    body = '{"question": "%s", "options": ["a", "b"]}' % text
+    body = '{"question": "' + text + '", "options": ["a", "b"]}'
     response = _post_raw_json(client, "/api/v2/polls", body, auth_headers)
     assert response.status_code == 422
     problem = response.get_json()
@@ -152,3 +152,36 @@ def test_chunked_body_within_the_limit_is_read_whole(make_app):
                           environ_overrides={"wsgi.input_terminated": True})
     assert response.status_code == 200
     assert response.get_data(as_text=True).strip() == "0"
+
+
+def test_log_line_names_the_user_when_the_database_is_gone(
+        client, register, monkeypatch, caplog):
+    """The rollback after a database error expires the user; reading its id for the request
+    log must not need the database that just failed."""
+    from flask import g
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.orm import loading
+
+    from app.auth.models import User
+    from app.extensions import db
+    from app.polls import service
+
+    user = register()
+
+    def database_gone(*_args, **_kwargs):
+        def refuse(*_a, **_k):
+            raise OperationalError("SELECT", {}, Exception("server closed the connection"))
+
+        # The caller as a row of this request's session (whatever cache auth used).
+        g.current_user = db.session.get(User, user["id"])
+        monkeypatch.setattr(loading, "load_on_ident", refuse)
+        refuse()
+
+    monkeypatch.setattr(service, "list_polls", database_gone)
+    with caplog.at_level(logging.INFO):
+        response = client.get("/api/v2/polls", headers={**user["headers"], "X-Request-ID": "db-1"})
+    assert response.status_code == 503
+    assert response.headers["X-Request-ID"] == "db-1"
+    lines = [record for record in caplog.records if record.getMessage().endswith(" 503")]
+    assert lines and lines[0].line["user_id"] == user["id"]
+    assert not any("finalizing failed" in record.getMessage() for record in caplog.records)
