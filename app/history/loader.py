@@ -55,6 +55,7 @@ from app.ops import metrics
 log = logging.getLogger("app.history.loader")
 
 STALE_CREATING_SECONDS = 60
+MAX_BATCH_BYTES = 64 * 1024 * 1024  # of segment files per transaction (rows hold inputs)
 MAX_BACKOFF_SECONDS = 5.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -364,13 +365,15 @@ class Loader:
                    settings.history_loader_batch_rows, settings.history_max_input_bytes)
 
     def load_batch(self) -> int:
-        """Load the oldest segments (up to batch_rows rows); how many rows were handled."""
+        """Load the oldest segments (up to batch_rows rows or MAX_BATCH_BYTES of segments, at
+        least one segment) in one transaction; how many rows were handled."""
         segments: list[Segment] = []
-        count = 0
+        count = size = 0
         for path in closed_segments(self.directory):
-            if segments and count >= self.batch_rows:
+            if segments and (count >= self.batch_rows or size >= MAX_BATCH_BYTES):
                 break
             try:
+                size += path.stat().st_size
                 segment = read_segment(path, self.max_input_bytes)
             except FileNotFoundError:
                 continue  # another loader took it (only when two were started by mistake)

@@ -6,17 +6,21 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from app.auth.models import ApiKey, User
+from app.db import utcnow
 from app.extensions import db
 from app.history import inputs, loader, recording
+from app.history.models import ERASE_LOCK_KEY, HistoryEntry
 from tests.conftest import JOURNAL_DIR, base_overrides, load_history
-from tests.history.conftest import GOOD, INVALID, rows
+from tests.history.conftest import GOOD, INVALID, rows, seed_row
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -171,3 +175,71 @@ def test_the_loader_process_drains_the_journal_on_sigterm(app, client, database_
     assert process.returncode == 0, output.decode()[-2000:]
     assert sorted(r.request_id for r in rows(app)) == sorted(f"drain-{i}" for i in range(50))
     assert [p.name for p in directory.iterdir()] == ["loader.lock"]
+
+
+def test_an_erase_waits_for_a_load_in_progress_and_deletes_its_rows(app, client, register,
+                                                                     is_postgres):
+    """PostgreSQL: a load transaction that began before the erase (so it cannot see the mark)
+    holds the advisory lock shared; the erase waits for its commit, then deletes its rows."""
+    if not is_postgres:
+        pytest.skip("SQLite serialises every write; the lock is PostgreSQL's")
+    account = register()
+    with app.app_context():
+        engine = db.engine
+    loading = engine.connect()
+    loading.execute(sa.text("SELECT pg_advisory_xact_lock_shared(:key)"),
+                    {"key": ERASE_LOCK_KEY})
+    loading.execute(sa.insert(HistoryEntry.__table__), [seed_row(account["id"], utcnow())])
+    answers: list = []
+    eraser = threading.Thread(target=lambda: answers.append(
+        client.delete("/api/v2/history", headers=account["headers"]).get_json()))
+    eraser.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not waiting_for_advisory_lock(engine):
+            assert time.monotonic() < deadline, "the erase did not wait for the load"
+            time.sleep(0.01)
+    finally:
+        loading.commit()  # the load commits: its row is now visible to the erase
+        loading.close()
+    eraser.join(30)
+    assert answers == [{"deleted": 1}]
+    assert [r for r in rows(app) if r.user_id == account["id"]] == []
+
+
+def waiting_for_advisory_lock(engine) -> bool:
+    with engine.connect() as connection:
+        return bool(connection.scalar(sa.text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")))
+
+
+def test_the_backlog_counts_unloaded_rows_and_the_oldest_age(tmp_path):
+    journal = recording.journal_for(tmp_path, 60_000, 1 << 20, 1 << 20, 1 << 16)
+    backlog = recording.Backlog(tmp_path)
+    assert backlog.measure() == (0, 0.0)
+    for index in range(3):
+        journal.write(fields(f"b-{index}"))
+    rows_now, age = backlog.measure()
+    assert rows_now == 3 and 0 <= age < 60
+    journal.close()  # renamed .open -> .seg: counted once under its new name
+    journal.write(fields("b-3"))
+    assert backlog.measure()[0] == 4
+    journal.close()
+
+
+def test_workers_publish_the_backlog_gauges(client):
+    client.get("/v1/", query_string={"input": json.dumps(GOOD)})
+    deadline = time.monotonic() + 10
+    while (REGISTRY.get_sample_value("history_journal_backlog_rows") or 0) < 1:
+        assert time.monotonic() < deadline, "the journal thread did not publish the backlog"
+        time.sleep(0.05)
+    assert REGISTRY.get_sample_value("history_journal_oldest_age_seconds") >= 0
+
+
+def test_the_cli_loads_the_journal(app, client):
+    client.get("/v1/", query_string={"input": json.dumps(GOOD)})
+    result = app.test_cli_runner().invoke(args=["history", "load"])
+    assert result.exit_code == 0, result.output
+    assert "1 rows handled" in result.output
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(HistoryEntry)) == 1
