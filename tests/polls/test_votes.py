@@ -216,3 +216,45 @@ def test_the_consistency_check_notices_a_tampered_tally(client, make_poll, voter
         db.session.commit()
         assert tally_mismatches(poll["id"]) == ["option 1: tally 5 != ballots 0"]
 
+
+
+@pytest.mark.parametrize("key", [None, "k-statements"])
+def test_a_vote_is_two_autocommit_statements_on_postgres(app, client, make_poll, voter,
+                                                         is_postgres, key) -> None:
+    """The token check and poll_cast_vote(), each its own transaction: no BEGIN, no COMMIT."""
+    if not is_postgres:
+        pytest.skip("needs PostgreSQL (TEST_DATABASE_URL)")
+    from sqlalchemy import event
+
+    poll = make_poll(allow_vote_change=True)
+    assert vote(client, poll["id"], voter["headers"], [0]).status_code == 201  # warm
+    seen: list[tuple[str, str | None]] = []
+
+    def record(conn, _cursor, statement, *_args):
+        seen.append((statement, conn.get_execution_options().get("isolation_level")))
+
+    with app.app_context():
+        event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        response = vote(client, poll["id"], voter["headers"], [1], key=key)
+    finally:
+        with app.app_context():
+            event.remove(db.engine, "before_cursor_execute", record)
+    assert response.status_code == 200
+    assert len(seen) == 2, seen
+    assert "revoked_tokens" in seen[0][0] and "poll_cast_vote" in seen[1][0]
+    assert {level for _, level in seen} == {"AUTOCOMMIT"}
+    assert _tallies(client, poll["id"]) == [0, 1]
+
+
+def test_a_poll_created_again_under_the_same_id_is_not_judged_by_the_old_one(
+        client, make_poll, owner, voter, register) -> None:
+    """The per-process poll definitions are checked against the poll's created_at."""
+    make_poll(id="same-id", options=["a", "b", "c"])
+    assert vote(client, "same-id", register()["headers"], ["c"]).status_code == 201
+    assert client.delete("/api/v2/polls/same-id", headers=owner["headers"]).status_code == 204
+    assert vote(client, "same-id", voter["headers"], ["c"]).status_code == 404
+    make_poll(id="same-id", options=["x", "y"])
+    assert vote(client, "same-id", voter["headers"], ["c"]).status_code == 422
+    assert vote(client, "same-id", voter["headers"], ["y"]).status_code == 201
+    assert _tallies(client, "same-id") == [0, 1]
