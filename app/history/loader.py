@@ -44,7 +44,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask
-from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import DBAPIError
 
 from app import create_app
 from app.extensions import db
@@ -323,19 +323,18 @@ def write_rows(connection: sa.Connection, rows: list[Row]) -> Outcome:
     return outcome
 
 
-def _is_connection_error(engine: sa.Engine, exc: BaseException) -> bool:
-    """The database is unreachable (retry later), as opposed to refusing the rows.
+def _refuses_rows(engine: sa.Engine, exc: BaseException) -> bool:
+    """The database refused the rows' content (a value, a constraint), which loading them one
+    by one isolates; anything else (unreachable, schema not migrated yet) is retried later.
 
-    write_rows works on the driver's cursor, so its errors arrive unwrapped.
+    write_rows works on the driver's cursor, so its errors may arrive unwrapped.
     """
-    if isinstance(exc, DisconnectionError):
-        return True
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
-            return True
+            return False
         exc = exc.orig  # type: ignore[assignment]
     dbapi = engine.dialect.loaded_dbapi
-    return isinstance(exc, (dbapi.OperationalError, dbapi.InterfaceError))
+    return isinstance(exc, (dbapi.DataError, dbapi.IntegrityError))
 
 
 def _driver_error(exc: BaseException) -> str:
@@ -404,7 +403,7 @@ class Loader:
             with self.engine.begin() as connection:
                 return write_rows(connection, rows)
         except (DBAPIError, self.engine.dialect.loaded_dbapi.Error) as exc:
-            if _is_connection_error(self.engine, exc):
+            if not _refuses_rows(self.engine, exc):
                 raise
             if len(rows) == 1:
                 log.error("history row %s refused by the database (%s); dropped", rows[0][0],

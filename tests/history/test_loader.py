@@ -243,3 +243,19 @@ def test_the_cli_loads_the_journal(app, client):
     assert "1 rows handled" in result.output
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(HistoryEntry)) == 1
+
+
+def test_a_database_that_cannot_take_rows_keeps_them_in_the_journal(app):
+    """Unreachable, or not migrated yet (a table missing): nothing is dropped, all is retried."""
+    segment = write_segment([line("kept-1"), line("kept-2")])
+    with app.app_context(), db.engine.begin() as connection:
+        driver_error = db.engine.dialect.loaded_dbapi.Error
+        connection.execute(sa.text("ALTER TABLE history_entries RENAME TO history_away"))
+    try:
+        with pytest.raises((sa.exc.DBAPIError, driver_error)):
+            loader.load_all(app)
+        assert segment.exists()
+    finally:
+        with app.app_context(), db.engine.begin() as connection:
+            connection.execute(sa.text("ALTER TABLE history_away RENAME TO history_entries"))
+    assert [r.request_id for r in rows(app)] == ["kept-1", "kept-2"]
