@@ -1,7 +1,8 @@
 """A bound on large solves in flight per process, so that a burst cannot exhaust a worker's memory.
 
-A problem at the limits (a 7 MB body, 600,000 pairs) raises a worker's peak RSS by about 140 MB
-while it is decoded, indexed and solved (docs/PERFORMANCE.md). A request whose body is at least
+A problem at the limits (a 6 MB body, 600,000 pairs) raises the peak RSS of a fresh process by
+about 125 MB while it is decoded, indexed and solved, and a warmed worker's by 35-95 MB
+(docs/PERFORMANCE.md, section 1a). A request whose body is at least
 SOLVER_LARGE_REQUEST_BYTES (or of unknown length) needs one of the process's
 SOLVER_MAX_LARGE_IN_FLIGHT slots; when none is free it is answered 503 with Retry-After at once,
 before its body is read. Smaller requests never wait for a slot.
