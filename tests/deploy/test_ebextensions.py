@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ._cfn import ROOT, ebextension_files, load, template, walk
+from ._cfn import ROOT, ebextension_files, environment_option_settings, load, template, walk
 
 # Top-level keys of a configuration file (EB guide "Advanced environment customization with
 # configuration files").
@@ -124,10 +124,18 @@ def test_migrations_run_leader_only() -> None:
     assert "test" not in migrate[0], "leader_only and test are mutually exclusive"
 
 
-def test_prometheus_directory_is_created_for_the_web_user() -> None:
+def test_every_directory_the_environment_names_is_created_for_the_web_user() -> None:
+    """PROMETHEUS_MULTIPROC_DIR, HISTORY_JOURNAL_DIR, ...: absolute paths that must exist."""
     commands = [cmd["command"] for doc in DOCS.values()
                 for cmd in (doc.get("commands") or {}).values()]  # fmt: skip
-    assert any("/var/lib/paintshop/prometheus" in c and "-o webapp" in c for c in commands)
+    directories = {name: value for ns, name, value in environment_option_settings()
+                   if ns == "aws:elasticbeanstalk:application:environment"
+                   and name.endswith("_DIR")}  # fmt: skip
+    assert {"PROMETHEUS_MULTIPROC_DIR", "HISTORY_JOURNAL_DIR"} <= set(directories)
+    for name, path in directories.items():
+        assert path.startswith("/var/lib/"), f"{name} outside what a deployment replaces"
+        assert any(c.startswith("install -d") and "-o webapp" in c and c.endswith(" " + path)
+                   for c in commands), name  # fmt: skip
 
 
 def _agent_config(environment: str) -> tuple[dict[str, Any], list[str]]:

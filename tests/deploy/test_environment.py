@@ -149,6 +149,8 @@ REQUIRED: list[tuple[str, str, str]] = [
     ("aws:elasticbeanstalk:application:environment", "PORT", "8000"),
     ("aws:elasticbeanstalk:application:environment", "CLOUDWATCH_ENABLED", "true"),
     ("aws:elasticbeanstalk:application:environment", "CLOUDWATCH_NAMESPACE", "PaintShop"),
+    ("aws:elasticbeanstalk:application:environment", "HISTORY_JOURNAL_DIR",
+     "/var/lib/paintshop/journal"),
 ]
 
 
