@@ -1,7 +1,8 @@
 """Documentation schemas for solve requests and answers.
 
-Solver bodies are validated by `formats` (one linear pass with exact JSON pointers, fast on
-600,000 pairs); these schemas describe the same contract in the OpenAPI document.
+Solver bodies are decoded and validated by `formats` (typed msgspec decoding and array-level
+checks, with exact JSON pointers for every error); these schemas describe the same contract in the
+OpenAPI document.
 """
 
 from __future__ import annotations
