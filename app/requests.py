@@ -15,7 +15,7 @@ from app.errors import ApiError, field_error
 from app.jsonsafe import RequestJSON
 from app.textsafe import UnsafeTextError, unsafe_fields
 
-FORM_MIMETYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+FORM_MIMETYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 class BoundedStream(LimitedStream):
@@ -79,9 +79,11 @@ def refuse_unsafe_fields() -> None:
     A raw `%00` is the only way NUL reaches a query string (invalid UTF-8, the only way to a
     surrogate, decodes to U+FFFD), so ordinary requests cost one substring search.
     """
-    query = request.environ.get("QUERY_STRING", "")
+    environ = request.environ
+    query = environ.get("QUERY_STRING", "")
     errors = unsafe_fields(request.args, "query") if "%00" in query or "\x00" in query else []
-    if request.mimetype in FORM_MIMETYPES:
+    content_type = environ.get("CONTENT_TYPE")
+    if content_type and content_type.lower().startswith(FORM_MIMETYPES):
         errors += unsafe_fields(request.form, "form")
     if errors:
         raise ApiError(422, "a parameter contains text that cannot be stored; see errors",
