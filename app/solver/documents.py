@@ -99,6 +99,9 @@ def loads(raw: str | bytes) -> Any:
             return json.loads(raw)
     except RecursionError:
         raise JsonSyntaxError("JSON nested too deeply") from None
+    except UnicodeDecodeError as exc:
+        reason = f"the text is not UTF-8 (invalid byte at offset {exc.start})"
+        raise JsonSyntaxError(reason) from None
     except ValueError as exc:
         if "integer string conversion" in str(exc):
             limit = sys.get_int_max_str_digits()

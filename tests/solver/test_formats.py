@@ -507,10 +507,12 @@ def test_arbitrary_text_only_raises_problem_format_error(text: str) -> None:
         ('{"colors": 1, "x": [' * 50_000, "input is not valid JSON: JSON nested too deeply"),
         ('{"colors": ' + "7" * 5000 + ', "customers": 1, "demands": [[1, 1, 0]]}',
          "input is not valid JSON: a number has too many digits (at most 4300)"),
+        (b'{"x": "\xff", "colors": 1}',
+         "input is not valid JSON: the text is not UTF-8 (invalid byte at offset 7)"),
     ],
 )
-def test_json_errors_name_the_input_not_python(text: str, reason: str) -> None:
-    for raw in (text, text.encode()):
+def test_json_errors_name_the_input_not_python(text: str | bytes, reason: str) -> None:
+    for raw in (text, text.encode()) if isinstance(text, str) else (text,):
         with pytest.raises(ProblemFormatError) as info:
             parse_legacy_json(raw, LIMITS)
         assert str(info.value) == reason
