@@ -95,15 +95,18 @@ class _UtcClock:
     """ISO 8601 UTC times; the seconds part is formatted once per second."""
 
     def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
+        self._cached = (-1, "")  # (second, its text): one attribute, so threads never mix them
 
     def iso(self, created: float) -> str:
         second = int(created)
-        if second != self._second:
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second = second
-        return f"{self._prefix}.{int((created - second) * 1e6):06d}+00:00"
+        cached_second, prefix = self._cached
+        if second != cached_second:
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._cached = (second, prefix)
+        return f"{prefix}.{int((created - second) * 1e6):06d}+00:00"
+
+
+_CLOCK = _UtcClock()
 
 
 def _json_default(value: Any) -> Any:
@@ -124,13 +127,12 @@ class RedactingJsonFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._clock = _UtcClock()
+        self._clock = _CLOCK
 
     def format(self, record: logging.LogRecord) -> str:
-        line = getattr(record, "line", None)
+        line = getattr(record, "json_line", None)
         if line is not None:  # a request line: built and redacted by `request_record`
-            return _ENCODER.encode({"time": self._clock.iso(record.created),
-                                    "level": record.levelname, "logger": record.name, **line})
+            return line
         data: dict[str, Any] = {
             "time": self._clock.iso(record.created),
             "level": record.levelname,
@@ -246,13 +248,13 @@ def init_request_logging(app: Flask) -> None:
 
 class RequestLogRecord(logging.LogRecord):
     """The request line's record: LogRecord's attributes set directly (no caller, thread or
-    process lookups), and `line`, the JSON fields after time, level and logger, redacted."""
+    process lookups), and `json_line`, the whole line already serialised and redacted."""
 
-    def __init__(self, name: str, level: int, line: dict[str, Any]) -> None:
-        now = time.time()
+    def __init__(self, name: str, level: int, message: str, request_id: str | None,
+                 now: float, json_line: str) -> None:
         self.name, self.levelno, self.levelname = name, level, logging.getLevelName(level)
-        self.msg, self.args, self.line = line["message"], None, line
-        self.request_id = line["request_id"]
+        self.msg, self.args, self.json_line = message, None, json_line
+        self.request_id = request_id
         self.exc_info = self.exc_text = self.stack_info = None
         self.created, self.msecs = now, (now - int(now)) * 1000
         self.relativeCreated = (now - logging._startTime) * 1000
@@ -261,29 +263,41 @@ class RequestLogRecord(logging.LogRecord):
         self.thread = self.threadName = self.process = self.processName = self.taskName = None
 
 
+_quote = json.encoder.encode_basestring_ascii  # a JSON string literal, as json.dumps writes it
+
+
 def request_record(log: logging.Logger, level: int, status: int) -> logging.LogRecord:
-    """The request line's record, built directly (no caller lookup, no extra-field merging).
+    """The request line's record with its JSON text (one string built, no dict serialised).
 
     Only client-chosen texts can hold a secret here (method, path, request id, the forwarded
-    address); they are redacted. Route, status, numbers and ids cannot.
+    address); they are redacted. Route, status, numbers and ids cannot. The fields and their
+    order are those of every other line: time, level, logger, message, request_id, then the
+    request's own.
     """
     req = request._get_current_object()  # one proxy lookup instead of one per attribute
     ctx_g = g._get_current_object()
+    now = time.time()
     started = req.environ.get(STARTED)
     method = redact(req.method)
     rule = req.url_rule
     route = rule.rule if rule is not None else UNMATCHED_ROUTE
     client = req.remote_addr
     request_id = getattr(ctx_g, "request_id", None)
-    return RequestLogRecord(log.name, level, {
-        "message": f"{method} {route} {status}",
-        "request_id": None if request_id is None else redact(request_id),
-        "method": method,
-        "route": route,
-        "path": redact(req.path),
-        "status": status,
-        "duration_ms": (None if started is None
-                        else round((time.perf_counter() - started) * 1000, 3)),
-        "user_id": getattr(getattr(ctx_g, "current_user", None), "id", None),
-        "client": redact(client) if client else None,
-    })
+    if request_id is not None:
+        request_id = redact(request_id)
+    user_id = getattr(getattr(ctx_g, "current_user", None), "id", None)
+    message = f"{method} {route} {status}"
+    duration = "null" if started is None else repr(round((time.perf_counter() - started) * 1000,
+                                                          3))
+    levelname = logging.getLevelName(level)
+    json_line = (
+        f'{{"time": "{_CLOCK.iso(now)}", "level": "{levelname}", "logger": {_quote(log.name)}, '
+        f'"message": {_quote(message)}, '
+        f'"request_id": {"null" if request_id is None else _quote(request_id)}, '
+        f'"method": {_quote(method)}, "route": {_quote(route)}, '
+        f'"path": {_quote(redact(req.path))}, "status": {int(status)}, '
+        f'"duration_ms": {duration}, '
+        f'"user_id": {"null" if user_id is None else int(user_id)}, '
+        f'"client": {"null" if not client else _quote(redact(client))}}}'
+    )
+    return RequestLogRecord(log.name, level, message, request_id, now, json_line)

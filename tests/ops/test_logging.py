@@ -223,3 +223,13 @@ def test_application_records_keep_their_extra_fields_redacted_by_name(
     line = next(x for x in lines(logs) if x["logger"] == "app.test")
     assert line["deleted"] == {"rows": 3}
     assert line["api_key"] == "[REDACTED]"
+
+
+def test_the_request_line_is_valid_json_for_any_path(
+    client: FlaskClient, logs: io.StringIO
+) -> None:
+    client.get('/no/"quoted"/back\\slash/%E2%80%A8/%C3%A9t%C3%A9')
+    [line] = request_lines(logs)
+    assert line["path"] == '/no/"quoted"/back\\slash/\u2028/été'
+    assert list(line)[:5] == ["time", "level", "logger", "message", "request_id"]
+    assert line["status"] == 404 and isinstance(line["duration_ms"], float)
