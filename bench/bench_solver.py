@@ -3,6 +3,7 @@
     python -m bench.bench_solver                      # in process, every case
     python -m bench.bench_solver --only 100x --rss    # and the peak RSS growth of each
     python -m bench.bench_solver --url http://127.0.0.1:8123   # POST /v1/ to a running server
+    python -m bench.bench_solver --url http://127.0.0.1:8123 --v2   # and POST /api/v2/solve
 
 In process, for each case: the JSON size, `json.loads` (for reference), decode (msgspec, typed),
 validate (bulk checks and the propagation index, from the decoded document), solve, end to end
@@ -10,8 +11,9 @@ validate (bulk checks and the propagation index, from the decoded document), sol
 decode ratio. A second table times the same problems through `/api/v2/solve`'s parser, as a
 legacy and as a v2 document, and through the Code Jam text parser (`flask solve`, text batches).
 `--rss` runs each case end to end in a fresh process and reports how much its peak RSS grew.
-`--url` POSTs each case as a JSON body to the server's `/v1/` 3 times, checks
-the answer against the in-process one and reports the median wall time (target: at most 1 s).
+`--url` POSTs each case as a JSON body to the server's `/v1/` (and with `--v2` to
+`/api/v2/solve`) 3 times, checks each answer against the in-process one and reports the median
+wall time (target: at most 1 s).
 """
 
 from __future__ import annotations
@@ -281,32 +283,60 @@ def peak_rss_growth_mb(case: Case) -> float:
     return int(out.split()[-1]) / 1024
 
 
-def over_http(url: str, cases: list[Case], repeats: int) -> int:
-    """POST each case to `url`/v1/ `repeats` times; median wall time and a check of the answer."""
+def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[float, bytes]:
+    request = urllib.request.Request(  # noqa: S310 - the caller checked the scheme
+        url, data=body, headers={"Content-Type": "application/json", **headers}
+    )
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+        answer = response.read()
+    return time.perf_counter() - started, answer
+
+
+def _bearer(url: str) -> dict[str, str]:
+    """Register and log in a throwaway user on the server for /api/v2/solve."""
+    account = json.dumps({"username": f"bench-{random.getrandbits(40):x}",
+                          "password": f"bench password {random.getrandbits(64):x}"}).encode()
+    _post(url + "/api/v2/auth/register", account, {})
+    token = json.loads(_post(url + "/api/v2/auth/login", account, {})[1])["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _v2_matches(answer: bytes, expected: bytes) -> bool:
+    result = json.loads(answer)
+    if expected == b"IMPOSSIBLE":
+        return result["status"] == "impossible" and result["explanation"] is not None
+    return " ".join(map(str, result["solution"])).encode() == expected
+
+
+def over_http(url: str, cases: list[Case], repeats: int, v2: bool) -> int:
+    """POST each case to `url`/v1/ (and /api/v2/solve with `v2`) `repeats` times: the median
+    wall time, and a check of every answer."""
     if not url.startswith(("http://", "https://")):
         raise SystemExit("--url must be an http(s) URL")
-    print(f"{'case':<31} {'bytes':>10} {'median s':>9} {'runs s':<22} answer")
+    url = url.rstrip("/")
+    headers = _bearer(url) if v2 else {}
+    extra = f" {'v2 median s':>12} {'v2 runs s':<16}" if v2 else ""
+    print(f"{'case':<31} {'bytes':>10} {'median s':>9} {'runs s':<16}{extra} answer")
     worst = 0.0
     for case in cases:
         body = case.body()
         expected = end_to_end(body).encode()
-        times = []
-        for _ in range(repeats):
-            request = urllib.request.Request(  # noqa: S310 - checked to be http(s) above
-                url.rstrip("/") + "/v1/", data=body, headers={"Content-Type": "application/json"}
-            )
-            started = time.perf_counter()
-            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
-                answer = response.read()
-            times.append(time.perf_counter() - started)
-            if answer != expected:
-                print(f"{case.name}: WRONG ANSWER ({answer[:40]!r}...)")
-                return 2
-        median = statistics.median(times)
-        worst = max(worst, median)
-        runs = " ".join(f"{t:.2f}" for t in times)
+        columns = []
+        for path, check in [("/v1/", bytes.__eq__)] + ([("/api/v2/solve", _v2_matches)] * v2):
+            times = []
+            for _ in range(repeats):
+                seconds, answer = _post(url + path, body, headers if "v2" in path else {})
+                if not check(answer, expected):
+                    print(f"{case.name} {path}: WRONG ANSWER ({answer[:40]!r}...)")
+                    return 2
+                times.append(seconds)
+            median = statistics.median(times)
+            worst = max(worst, median)
+            columns.append(f"{median:>{9 if path == '/v1/' else 12}.3f} "
+                           f"{' '.join(f'{t:.2f}' for t in times):<16}")
         shown = expected[:20].decode() + ("..." if len(expected) > 20 else "")
-        print(f"{case.name:<31} {len(body):>10,} {median:>9.3f} {runs:<22} {shown}")
+        print(f"{case.name:<31} {len(body):>10,} {' '.join(columns)} {shown}")
     print(f"\nworst median: {worst:.3f} s (target <= 1.0)")
     return 0 if worst <= 1.0 else 1
 
@@ -317,10 +347,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=["old", "100x"], default=None)
     parser.add_argument("--rss", action="store_true", help="peak RSS growth of each case")
     parser.add_argument("--url", help="measure POST /v1/ on this server instead")
+    parser.add_argument("--v2", action="store_true",
+                        help="with --url: also POST /api/v2/solve (registers a throwaway user)")
     args = parser.parse_args(argv)
     cases = [c for c in CASES if args.only in (None, c.group)]
     if args.url:
-        return over_http(args.url, [c for c in cases if c.group == "100x"] or cases, 3)
+        return over_http(args.url, [c for c in cases if c.group == "100x"] or cases, 3, args.v2)
     rows = [measure(case, args.repeats) for case in cases]
     print(render(rows))
     print("\nend to end (parse + solve) through /api/v2/solve and the Code Jam parser:")
