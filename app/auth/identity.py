@@ -6,7 +6,7 @@ authenticated or not; credentials that do not check out count against the client
 
 from __future__ import annotations
 
-from flask import request
+from flask import Request, request
 from flask_jwt_extended import decode_token
 
 from app.auth.decorators import LEGACY_PREFIX, presented_api_key, resolve_presented_key
@@ -19,7 +19,8 @@ def client_address() -> str:
 
 def identity_key() -> str:
     """`key:<id>` for a live API key, `user:<id>` for a valid access token, else the address."""
-    return _resolve_identity() or client_address()
+    req = request._get_current_object()  # one proxy lookup instead of one per attribute
+    return _resolve_identity(req) or "addr:" + (req.environ.get("REMOTE_ADDR") or "unknown")
 
 
 def username_key() -> str:
@@ -31,8 +32,7 @@ def username_key() -> str:
     return "username:" + name.strip().lower()[:64]
 
 
-def _resolve_identity() -> str | None:
-    req = request._get_current_object()  # one proxy lookup instead of one per attribute
+def _resolve_identity(req: Request) -> str | None:
     environ = req.environ
     # An API key arrives in X-API-Key, or (legacy /v1/ only) in the query string. `in` first:
     # a missing key's `args.get` raises and catches an HTTP exception inside werkzeug.

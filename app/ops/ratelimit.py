@@ -83,16 +83,17 @@ class _AppLimits:
             batch=batch_size(item, settings.ratelimit_batch_fraction),
         )
         self._app = app
-        self._skipped: frozenset[str] | None = None
+        self.skipped: frozenset[str] = frozenset()
 
     def skipped_endpoints(self) -> frozenset[str]:
-        """Endpoints exempt from the general bucket (built once every view is registered)."""
-        if self._skipped is None:
-            self._skipped = frozenset(
+        """Endpoints exempt from the general bucket (built at the first request, once every
+        view is registered; views exempt from it always exist, so it is never empty then)."""
+        if not self.skipped:
+            self.skipped = frozenset(
                 name for name, view in self._app.view_functions.items()
                 if getattr(view, "_ratelimit_skip", False)
             )
-        return self._skipped
+        return self.skipped
 
 
 def _log_state_change(previous: str, state: str, reason: str) -> None:
@@ -209,7 +210,7 @@ def _general_hook(limits: _AppLimits) -> Callable[[], None]:
         if path in EXEMPT_PATHS or path.startswith(EXEMPT_PREFIXES):
             return
         rule = req.url_rule
-        if rule is not None and rule.endpoint in limits.skipped_endpoints():
+        if rule is not None and rule.endpoint in (limits.skipped or limits.skipped_endpoints()):
             return
         decision = general.hit(key_func())
         req.environ[_DECISION] = decision

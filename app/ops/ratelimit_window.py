@@ -75,6 +75,7 @@ class BatchedWindowCounter:
     def __init__(self, name: str, item: RateLimitItem, push: Push, *, interval: float,
                  batch: int, clock: Callable[[], float] = time.time) -> None:
         self.name, self.item, self.batch, self.interval = name, item, batch, interval
+        self._period, self._amount = item.get_expiry(), item.amount
         self._push, self._clock = push, clock
         self._entries: dict[str, list] = {}  # identity -> [index, known, in flight, unsynced, seen]
         self._lock = threading.Lock()
@@ -82,10 +83,11 @@ class BatchedWindowCounter:
         self._next_sync = 0.0
 
     def hit(self, identity: str) -> Decision:
+        period, amount = self._period, self._amount
         for _ in range(_FORCED_TRIES):
             now = self._clock()
-            index, reset = window(self.item, now)
-            amount = self.item.amount
+            index = int(now // period)
+            reset = (index + 1) * period
             with self._lock:
                 entry = self._entries.get(identity)
                 if entry is None or entry[_INDEX] != index:
