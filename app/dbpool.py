@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, exc
+from sqlalchemy import Connection, Engine, Executable, Row, exc
 
 _CHECKED_IN = "checked_in_at"
 
@@ -48,3 +48,20 @@ def autocommit(engine: Engine) -> Iterator[Connection]:
     """
     with engine.connect() as connection:
         yield connection.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def read_one(engine: Engine, statement: Executable, params: dict[str, Any]) -> Row[Any] | None:
+    """One row (or None) of a read on an autocommit connection.
+
+    Asked again once when the connection turns out dead (a restart or failover within the idle
+    window, when no ping ran): SQLAlchemy then invalidates the pool's whole generation, so the
+    retry and the requests after it get new connections. Only for reads: they are safe to repeat.
+    """
+    for attempt in (1, 2):
+        try:
+            with autocommit(engine) as connection:
+                return connection.execute(statement, params).one_or_none()
+        except exc.DBAPIError as error:
+            if attempt == 2 or not error.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")

@@ -28,7 +28,7 @@ from sqlalchemy.orm import make_transient_to_detached
 from app.auth.errors import unauthorized
 from app.auth.models import RevokedToken, TokenFamily, User
 from app.db import utcnow
-from app.dbpool import autocommit
+from app.dbpool import read_one
 from app.extensions import db
 from app.ops.metrics import AUTH_FAILURES
 
@@ -89,11 +89,10 @@ def check_token(payload: Mapping[str, Any]) -> TokenCheck:
     if user_id is None:
         return TokenCheck(None, False)
     family_id = payload.get(FAMILY_CLAIM)
-    with autocommit(db.engine) as connection:  # one round trip: no BEGIN, no ROLLBACK
-        row = connection.execute(_TOKEN_CHECK, {
-            "jti": str(payload.get("jti")), "family_id": str(family_id) if family_id else None,
-            "user_id": user_id,
-        }).one_or_none()
+    row = read_one(db.engine, _TOKEN_CHECK, {  # one round trip: no BEGIN, no ROLLBACK
+        "jti": str(payload.get("jti")), "family_id": str(family_id) if family_id else None,
+        "user_id": user_id,
+    })
     if row is None:
         return TokenCheck(None, False)  # "account no longer exists"
     if row.token_revoked:

@@ -38,7 +38,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from app.auth.models import User
 from app.db import utcnow
-from app.dbpool import autocommit
+from app.dbpool import autocommit, read_one
 from app.errors import ApiError, field_error
 from app.extensions import db
 from app.ops.metrics import VOTES
@@ -191,8 +191,7 @@ def poll_definition(poll_id: str) -> PollDefinition:
     definition = cache.get(poll_id)
     if definition is not None:
         return definition
-    with autocommit(db.engine) as connection:
-        row = connection.execute(_DEFINITION, {"poll_id": poll_id}).one_or_none()
+    row = read_one(db.engine, _DEFINITION, {"poll_id": poll_id})
     if row is None:
         raise ApiError(404, "no such poll", slug="not-found")
     definition = PollDefinition(poll_id, row.created_at, tuple(row.options), row.max_choices,

@@ -48,3 +48,36 @@ def test_a_recently_used_connection_is_not_pinged() -> None:
         assert pings == []
     finally:
         engine.dispose()
+
+
+def test_a_read_on_a_connection_that_died_recently_is_asked_again() -> None:
+    """No ping within the idle window: the dead connection fails, the read is repeated once on a
+    new one (the pool drops the whole generation)."""
+    from app.dbpool import read_one
+
+    engine = _engine(idle_seconds=60)
+    try:
+        query = sa.text("SELECT pg_backend_pid() AS pid")
+        pid = read_one(engine, query, {}).pid
+        with sa.create_engine(URL).connect() as admin:
+            admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        assert read_one(engine, query, {}).pid != pid
+    finally:
+        engine.dispose()
+
+
+def test_a_vote_request_survives_a_database_restart_of_its_connections(app, client,
+                                                                       register) -> None:
+    """Every pooled connection killed (as a PostgreSQL restart does) just after use: the next
+    authenticated request is answered normally."""
+    from app.extensions import db
+
+    user = register()
+    assert client.get("/api/v2/auth/me", headers=user["headers"]).status_code == 200
+    with app.app_context(), sa.create_engine(URL).connect() as admin:
+        admin.execute(sa.text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND application_name = 'paintshop'"))
+        assert db.engine.pool.checkedout() == 0
+    assert client.get("/api/v2/auth/me", headers=user["headers"]).status_code == 200
