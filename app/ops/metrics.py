@@ -24,7 +24,10 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.exposition import choose_encoder
+from sqlalchemy import event
 
+from app.errors import ApiError
+from app.extensions import db
 from app.ops.request_id import STARTED
 
 # 1 ms .. 10 s, roughly x2.5 per step.
@@ -161,10 +164,6 @@ def _request_series(method: str, route: str, status: int) -> tuple[Any, Any]:
 
 
 def _track_pool(app: Flask) -> None:
-    from sqlalchemy import event
-
-    from app.extensions import db
-
     with app.app_context():
         engines = list(db.engines.values())
     for engine in engines:
@@ -232,8 +231,6 @@ bp = Blueprint("metrics", __name__, description="Prometheus metrics (private)")
 @bp.alt_response(403, description="Not a loopback client and no valid METRICS_TOKEN")
 def get_metrics():
     """Prometheus metrics of every worker on this instance (loopback or METRICS_TOKEN only)."""
-    from app.errors import ApiError
-
     if not metrics_allowed():
         raise ApiError(403, "metrics are served to loopback clients or with METRICS_TOKEN",
                        slug="forbidden")
