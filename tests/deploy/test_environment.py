@@ -168,6 +168,13 @@ def test_the_metrics_publisher_gets_the_region() -> None:
     assert _text(setting(env, "ENVIRONMENT_NAME")) == PARAMS["EnvironmentName"]["Default"]
 
 
+def test_plain_http_is_redirected_to_the_public_host_name() -> None:
+    """Without PUBLIC_HOST production answers plain HTTP with 403 instead of redirecting."""
+    env = "aws:elasticbeanstalk:application:environment"
+    assert setting(env, "PUBLIC_HOST") == {"Ref": "PublicHostName"}
+    assert "Default" not in PARAMS["PublicHostName"]
+
+
 def test_deployments_and_configuration_updates_are_both_immutable() -> None:
     assert setting("aws:elasticbeanstalk:command", "DeploymentPolicy") == "Immutable"
     assert _text(setting("aws:autoscaling:updatepolicy:rollingupdate",
