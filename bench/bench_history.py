@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=20_000,
                         help="recordings timed per figure")
-    parser.add_argument("--journal-rows", type=int, default=20_000)
+    parser.add_argument("--journal-rows", type=int, default=10_000)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--no-explain", action="store_true")
     args = parser.parse_args(argv)
