@@ -50,7 +50,8 @@ class Server:
 
 
 @contextmanager
-def running_server(tmp_path: Path, **extra_env: str) -> Iterator[Server]:
+def running_server(tmp_path: Path, *, loader: bool = False, **extra_env: str) -> Iterator[Server]:
+    """The Procfile's web process on a free port; with `loader`, its history loader beside it."""
     port = free_port()
     env = {
         **os.environ,
@@ -61,6 +62,7 @@ def running_server(tmp_path: Path, **extra_env: str) -> Iterator[Server]:
         "WEB_CONCURRENCY": "2",
         "GUNICORN_THREADS": "2",
         "CLOUDWATCH_ENABLED": "false",
+        "HISTORY_JOURNAL_DIR": str(tmp_path / "journal"),
         **extra_env,
     }
     env.pop("TEST_DATABASE_URL", None)
@@ -69,18 +71,29 @@ def running_server(tmp_path: Path, **extra_env: str) -> Iterator[Server]:
     process = subprocess.Popen(procfile_command(), cwd=ROOT, env=env, stdout=log,
                                stderr=subprocess.STDOUT, start_new_session=True)
     server = Server(process, port)
+    loader_process = None
+    if loader:
+        loader_process = subprocess.Popen(procfile_command("loader"), cwd=ROOT, env=env,
+                                          stdout=log, stderr=subprocess.STDOUT,
+                                          start_new_session=True)
     try:
         wait_until_live(server)
         yield server
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        _stop(process)
+        if loader_process is not None:
+            _stop(loader_process)  # after the web process: it loads what the journal still holds
         log.close()
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def wait_until_live(server: Server, timeout: float = 30.0) -> None:
