@@ -30,6 +30,7 @@ migrate: install
 ## next to it (Procfile.dev, run by honcho; Ctrl-C stops both).
 run: migrate
 	BIND_HOST=$${BIND_HOST:-127.0.0.1} WEB_CONCURRENCY=$${WEB_CONCURRENCY:-2} \
+		RATELIMIT_STORAGE_URI=$${RATELIMIT_STORAGE_URI:-redis+unix://$(abspath instance)/ratelimit-redis.sock} \
 		PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho -f Procfile.dev start -p $${PORT:-8000}
 
 lint: install-dev
@@ -37,6 +38,7 @@ lint: install-dev
 
 ## The whole suite (SQLite by default; PostgreSQL when TEST_DATABASE_URL is set).
 test: install-dev lint
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 ## Solver parse/solve vs json.loads; history recording cost and export rate; votes/s; the
