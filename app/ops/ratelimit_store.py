@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
 KEY_ROOT = "paintshop-rl"
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://", "unix://")
+# What a failing store raises: redis-py's errors, and a reply that is not a counter.
+STORE_ERRORS = (RedisError, OSError, ValueError)
 
 
 class Breaker:
@@ -40,7 +42,7 @@ class Breaker:
         self.state = CLOSED
         self._count = 0
         self._opened_at = 0.0
-        self._trial = False
+        self._trial_at: float | None = None  # when the half-open trial call started
         self._lock = threading.Lock()
         self._on_change = on_change
         self._clock = clock
@@ -50,10 +52,13 @@ class Breaker:
         if self.state == CLOSED:
             return True
         with self._lock:
-            if self.state == OPEN and self._clock() >= self._opened_at + self.reset:
+            now = self._clock()
+            if self.state == OPEN and now >= self._opened_at + self.reset:
                 self._change(HALF_OPEN, "trying the store again")
-            if self.state == HALF_OPEN and not self._trial:
-                self._trial = True
+            # One trial at a time; a trial that never reported back frees the slot after `reset`.
+            if self.state == HALF_OPEN and (self._trial_at is None
+                                            or now >= self._trial_at + self.reset):
+                self._trial_at = now
                 return True
             return self.state == CLOSED
 
@@ -62,14 +67,14 @@ class Breaker:
             self._count = 0
             return
         with self._lock:
-            self._count, self._trial = 0, False
+            self._count, self._trial_at = 0, None
             if self.state != CLOSED:
                 self._change(CLOSED, "the store answers again")
 
     def failure(self, exc: BaseException) -> None:
         with self._lock:
             self._count += 1
-            self._trial = False
+            self._trial_at = None
             if self.state == HALF_OPEN or (self.state == CLOSED and self._count >= self.failures):
                 self._opened_at = self._clock()
                 self._change(OPEN, f"{type(exc).__name__}: {exc}")
@@ -120,12 +125,12 @@ class SharedStore:
                 pipe = self.redis.pipeline(transaction=False)
                 pipe.set(full, 0, ex=ttl, nx=True)
                 pipe.incrby(full, amount)
-                total = pipe.execute()[1]
-            except RedisError as exc:
+                total = int(pipe.execute()[1])
+            except STORE_ERRORS as exc:
                 self.breaker.failure(exc)
             else:
                 self.breaker.success()
-                return int(total)
+                return total
         return self.memory.incr(full, ttl, amount)
 
     def mark(self, key: str, ttl: int) -> None:
@@ -134,7 +139,7 @@ class SharedStore:
         if self._use_redis():
             try:
                 self.redis.set(full, 1, ex=ttl)
-            except RedisError as exc:
+            except STORE_ERRORS as exc:
                 self.breaker.failure(exc)
             else:
                 self.breaker.success()
@@ -146,12 +151,12 @@ class SharedStore:
         full = self.full_key(key)
         if self._use_redis():
             try:
-                value = self.redis.get(full)
-            except RedisError as exc:
+                value = int(self.redis.get(full) or 0)
+            except STORE_ERRORS as exc:
                 self.breaker.failure(exc)
             else:
                 self.breaker.success()
-                return int(value or 0)
+                return value
         return self.memory.get(full)
 
     def push(self, batch: list[tuple[str, int, int]]) -> list[int] | None:
@@ -164,12 +169,12 @@ class SharedStore:
                 full = self.full_key(key)
                 pipe.set(full, 0, ex=ttl, nx=True)
                 pipe.incrby(full, amount)
-            replies = pipe.execute()
-        except RedisError as exc:
+            totals = [int(total) for total in pipe.execute()[1::2]]
+        except STORE_ERRORS as exc:
             self.breaker.failure(exc)
             return None
         self.breaker.success()
-        return [int(total) for total in replies[1::2]]
+        return totals
 
     def _use_redis(self) -> bool:
         return self.redis is not None and self.breaker.allow()

@@ -157,3 +157,23 @@ def test_readiness_says_ok_when_redis_answers(limited_app, redis_url):
     client = app.test_client()
     client.get(ME)
     assert client.get("/health/ready").get_json()["checks"]["ratelimit"] == "ok"
+
+
+def test_a_trial_that_never_reports_back_does_not_wedge_the_breaker() -> None:
+    clock = Clock()
+    breaker = Breaker(1, 5.0, clock=clock)
+    breaker.failure(OSError("down"))
+    clock.now += 5.1
+    assert breaker.allow()  # the trial's caller vanished without success() or failure()
+    assert not breaker.allow()
+    clock.now += 5.1
+    assert breaker.allow()
+
+
+def test_a_garbled_reply_counts_as_a_store_failure(redis_url) -> None:
+    store = SharedStore(redis_url, lambda: f"garbled-{id(object())}", timeout=0.5,
+                        breaker_failures=1, breaker_reset=60)
+    store.redis.set(store.full_key("k"), "not a number")
+    assert store.get("k") == 0  # answered from memory
+    assert store.degraded
+    store.redis.delete(store.full_key("k"))
