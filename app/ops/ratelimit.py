@@ -84,6 +84,8 @@ class _AppLimits:
         )
         self._app = app
         self.skipped: frozenset[str] = frozenset()
+        if self.store.shared:
+            RATELIMIT_DEGRADED.set(0)  # a sample from the start, so its alarm sees data
 
     def skipped_endpoints(self) -> frozenset[str]:
         """Endpoints exempt from the general bucket (built at the first request, once every

@@ -177,3 +177,11 @@ def test_a_garbled_reply_counts_as_a_store_failure(redis_url) -> None:
     assert store.get("k") == 0  # answered from memory
     assert store.degraded
     store.redis.delete(store.full_key("k"))
+
+
+def test_the_degraded_gauge_starts_at_zero_with_a_shared_store(limited_app, redis_url):
+    limited_app(RATELIMIT_STORAGE_URI=REFUSED, RATELIMIT_REDIS_TIMEOUT_MS=20,
+                RATELIMIT_BREAKER_FAILURES=1).test_client().get(ME)
+    assert metric("ratelimit_storage_degraded") == 1
+    limited_app(RATELIMIT_STORAGE_URI=redis_url)
+    assert metric("ratelimit_storage_degraded") == 0
