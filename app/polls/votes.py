@@ -4,12 +4,14 @@ Exactly-once by construction: the ballot INSERT meets UNIQUE(poll_id, voter_id) 
 `Idempotency-Key` row UNIQUE(user_id, key), in the transaction that changes the tallies, so a lost
 race changes nothing (ON CONFLICT DO NOTHING, then a rollback), never counts twice.
 
-Lock order, the same in every vote: (1) the voter's ballot row, (2) the tally rows by ascending
-option, (3) the poll row (the version bump, guarded by "still open", which also settles a race
-with a close), (4) the Idempotency-Key row. The poll row is the hottest lock, so it comes last
-and is held only from the bump to the commit; votes on different polls share no row, so they
-never wait for each other. Closing updates only the poll row; deleting locks the poll row first
-and so waits for votes in flight (their ballot INSERT's foreign key check waits on it too).
+Lock order, the same in every vote: (0) a KEY SHARE lock on the poll row, which no other vote
+and no close waits for but a deletion does, (1) the voter's ballot row, (2) the tally rows by
+ascending option, (3) the Idempotency-Key row (the caller's own), (4) the poll row's update (the
+version bump, guarded by "still open", which also settles a race with a close). That update is
+the hottest lock, so it comes last and is held only from the bump to the commit; votes on
+different polls share no row, so they never wait for each other. Deleting locks the poll row
+FOR UPDATE first, so it waits for votes in flight, and votes that come after it wait for it and
+find no poll (404), instead of the two deadlocking over a ballot and the poll row.
 
 PostgreSQL runs the whole transaction as `poll_cast_vote()` (migration 0006), one SELECT on an
 autocommit connection: the statement is the transaction (one round trip; with the token check,
@@ -325,17 +327,9 @@ def _run_statements(definition: PollDefinition, user_id: int, username: str,
                 .where(PollTally.poll_id == poll_id, PollTally.option_index == index)
                 .values(votes=PollTally.votes + deltas[index])
             )
-    # 3. The poll, only while open.
-    bumped = db.session.execute(
-        update(Poll)
-        .where(Poll.id == poll_id, Poll.closed_at.is_(None), Poll.opens_at <= now,
-               or_(Poll.closes_at.is_(None), Poll.closes_at > now))
-        .values(version=Poll.version + 1, ballot_count=Poll.ballot_count + int(inserted))
-    ).rowcount
-    if bumped != 1:
-        return _Result("not_open")
     outcome = "accepted" if inserted else "changed"
     status, body = (201 if inserted else 200), bodies[outcome]
+    # 3. The answer for the Idempotency-Key.
     if key is not None:
         remembered = db.session.execute(
             sqlite_insert(VoteIdempotencyKey)
@@ -345,6 +339,15 @@ def _run_statements(definition: PollDefinition, user_id: int, username: str,
         ).rowcount
         if remembered != 1:
             return _Result("key_race")
+    # 4. The poll, only while open.
+    bumped = db.session.execute(
+        update(Poll)
+        .where(Poll.id == poll_id, Poll.closed_at.is_(None), Poll.opens_at <= now,
+               or_(Poll.closes_at.is_(None), Poll.closes_at > now))
+        .values(version=Poll.version + 1, ballot_count=Poll.ballot_count + int(inserted))
+    ).rowcount
+    if bumped != 1:
+        return _Result("not_open")
     return _Result(outcome, status, body)
 
 

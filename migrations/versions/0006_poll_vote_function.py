@@ -6,11 +6,10 @@ Create Date: 2026-11-30
 
 The whole vote transaction (Idempotency-Key replay, checks, ballot, tallies, version bump,
 remembered answer) as one PL/pgSQL function, so the app sends one statement, in autocommit mode:
-the statement is the transaction. The lock order is the one `app/polls/votes.py` documents: the
-voter's ballot, the tallies by ascending option, the poll row last, then the Idempotency-Key
-row. Refusals found before any write return an outcome; the two found after writes (the poll
-closed meanwhile: SQLSTATE VT001; the same Idempotency-Key won meanwhile: VT002) raise, which
-undoes the statement's writes. SQLite keeps the statements in Python, with the same outcomes.
+the statement is the transaction. The lock order is the one `app/polls/votes.py` documents.
+Refusals found before any write return an outcome; the two found after writes (the poll closed
+meanwhile: SQLSTATE VT001; the same Idempotency-Key won meanwhile: VT002) raise, which undoes
+the statement's writes. SQLite keeps the statements in Python, with the same outcomes.
 """
 
 from alembic import op
@@ -46,12 +45,15 @@ BEGIN
         END IF;
     END IF;
 
-    -- No lock yet: the bump below re-checks "open" on the row it locks.
+    -- FOR KEY SHARE: a deletion (FOR UPDATE) waits for this vote, and this vote for a
+    -- deletion, before either holds another row of the poll; votes and closes do not wait on
+    -- it. The bump below re-checks "open" on the row it updates.
     SELECT p.allow_vote_change, p.restricted, p.created_at,
            p.closed_at IS NULL AND p.opens_at <= p_now
                AND (p.closes_at IS NULL OR p.closes_at > p_now)
       INTO v_allow, v_restricted, v_created, v_open
-      FROM polls p WHERE p.id = p_poll_id;
+      FROM polls p WHERE p.id = p_poll_id
+       FOR KEY SHARE;
     IF NOT FOUND OR v_created <> p_created_at THEN
         o_outcome := 'stale';  -- deleted, or deleted and created again with the same id
         RETURN NEXT;
@@ -115,14 +117,7 @@ BEGIN
          WHERE t.poll_id = p_poll_id AND t.option_index = r.idx;
     END LOOP;
 
-    -- 3. The poll row last (the hottest lock, held only until the commit), only while open.
-    UPDATE polls p SET version = p.version + 1, ballot_count = p.ballot_count + v_new::integer
-     WHERE p.id = p_poll_id AND p.closed_at IS NULL AND p.opens_at <= p_now
-       AND (p.closes_at IS NULL OR p.closes_at > p_now);
-    IF NOT FOUND THEN  -- closed meanwhile: undo the ballot and the tallies
-        RAISE EXCEPTION 'poll % closed during the vote', p_poll_id USING ERRCODE = 'VT001';
-    END IF;
-
+    -- 3. The answer for the Idempotency-Key (the caller's own row).
     o_status := CASE WHEN v_new THEN 201 ELSE 200 END;
     o_body := CASE WHEN v_new THEN p_accepted ELSE p_changed END;
     IF p_key IS NOT NULL THEN
@@ -132,6 +127,14 @@ BEGIN
         IF NOT FOUND THEN  -- the same key won meanwhile: undo this vote, answer with that one
             RAISE EXCEPTION 'Idempotency-Key raced' USING ERRCODE = 'VT002';
         END IF;
+    END IF;
+
+    -- 4. The poll row last (the hottest lock, held only until the commit), only while open.
+    UPDATE polls p SET version = p.version + 1, ballot_count = p.ballot_count + v_new::integer
+     WHERE p.id = p_poll_id AND p.closed_at IS NULL AND p.opens_at <= p_now
+       AND (p.closes_at IS NULL OR p.closes_at > p_now);
+    IF NOT FOUND THEN  -- closed meanwhile: undo the ballot, the tallies and the key's answer
+        RAISE EXCEPTION 'poll % closed during the vote', p_poll_id USING ERRCODE = 'VT001';
     END IF;
     o_outcome := CASE WHEN v_new THEN 'accepted' ELSE 'changed' END;
     RETURN NEXT;

@@ -138,3 +138,31 @@ def test_deleting_a_poll_while_votes_arrive_leaves_nothing_behind(app, register,
     assert set(statuses[:-1]) <= {201, 404}
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Ballot)) == 0
+
+
+def test_deleting_a_poll_while_ballots_change_neither_deadlocks_nor_fails(
+        app, register, make_poll, owner) -> None:
+    """Re-votes hold their ballot row before the poll row; a deletion takes the poll row first
+    and then the ballots. Every answer is a clean 200/404 (no deadlock, no 500), several rounds."""
+    voters = [register() for _ in range(8)]
+    for _ in range(3):
+        poll_id = make_poll(allow_vote_change=True, options=["a", "b", "c"])["id"]
+        first = app.test_client()
+        for person in voters:
+            assert vote(first, poll_id, person["headers"], [0]).status_code == 201
+
+        def voter_job(person, poll_id=poll_id):
+            def run(client):
+                return [vote(client, poll_id, person["headers"], [n % 3]).status_code
+                        for n in range(1, 4)]
+            return run
+
+        def delete_job(client, poll_id=poll_id):
+            return [client.delete(f"/api/v2/polls/{poll_id}",
+                                  headers=owner["headers"]).status_code]
+
+        results = _run_together(app, [*map(voter_job, voters), delete_job])
+        assert results[-1] == [204]
+        assert {s for statuses in results[:-1] for s in statuses} <= {200, 404}, results
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Ballot)) == 0
