@@ -1,8 +1,8 @@
 """Poll operations: create, read, list, close, delete. Services own the transaction.
 
 Votes live in `app.polls.votes` (with their lock order), reports in `app.polls.reports`.
-Deleting locks the poll row first, as the last step of a vote does, so it waits for votes in
-flight instead of deadlocking with them.
+Deleting locks the poll row first (FOR UPDATE); every vote begins with a KEY SHARE lock on that
+row, so a deletion waits for votes in flight and later votes wait for it (see votes.py).
 """
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ def close_poll(poll_id: str, user: User) -> Poll:
 
 def delete_poll(poll_id: str, user: User) -> None:
     managed_poll(poll_id, user)
-    # The poll row first, as votes do: waits for votes in flight instead of deadlocking with them.
+    # The poll row first, as votes do (they KEY SHARE it): waits for votes in flight.
     db.session.execute(select(Poll.id).where(Poll.id == poll_id).with_for_update())
     # Children explicitly: SQLite enforces ON DELETE CASCADE only with PRAGMA foreign_keys.
     for model in (VoteIdempotencyKey, Ballot, PollTally, PollVoter):
