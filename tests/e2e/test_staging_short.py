@@ -20,7 +20,10 @@ import pytest
 
 from staging import stack
 
-pytestmark = pytest.mark.e2e
+# The rehearsal's certificate is self-signed on purpose; load/setup.py silences urllib3's warning
+# at import, which lasts only for the test that first imports it.
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")]
 
 USERS = 6
 LOAD_SECONDS = 24
