@@ -53,6 +53,7 @@ EXPECTED = {
         "Case #1: 1 0 0 0 0",
         "Case #2: IMPOSSIBLE",
         "Case #3: 0 0 1",
+        "Case #1: INVALID /line/4",
         '"username":"alice"',
         "created admin root",
         "idempotent-replayed: true",
