@@ -211,8 +211,10 @@ class WsgiClient:
             "wsgi.multithread": True, "wsgi.multiprocess": True, "wsgi.run_once": False,
         }
 
-    def post(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
-        environ = dict(self.base, PATH_INFO=path, CONTENT_LENGTH=str(len(body)))
+    def post(self, path: str, headers: dict[str, str], body: bytes,
+             method: str = "POST") -> tuple[int, bytes]:
+        environ = dict(self.base, REQUEST_METHOD=method, PATH_INFO=path,
+                       CONTENT_LENGTH=str(len(body)))
         environ["wsgi.input"] = io.BytesIO(body)
         for name, value in headers.items():
             environ["HTTP_" + name.upper().replace("-", "_")] = value
@@ -256,6 +258,34 @@ def cost_per_vote(voters: list[dict[str, str]], owner: dict[str, str], keyed: bo
         "round_trips": sum(messages.values()) / votes,
         "messages": {kind: count / votes for kind, count in sorted(messages.items())},
         "consistent": not tally_mismatches_in_app(poll_id),
+    }
+
+
+def cost_per_token_check(voters: list[dict[str, str]]) -> dict:
+    """GET /api/v2/auth/me by `voters`, one thread: what authenticating a request costs."""
+    client = WsgiClient(APP)
+
+    def run(rounds: int) -> None:
+        for _ in range(rounds):
+            for headers in voters:
+                status, body = client.post("/api/v2/auth/me", headers, b"", method="GET")
+                assert status == 200, body
+
+    run(2)
+    counts0, db0 = STATS.snapshot()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    run(ROUNDS)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    counts1, db1 = STATS.snapshot()
+    requests = ROUNDS * len(voters)
+    messages = counts1 - counts0
+    return {
+        "keyed": None, "votes": requests,
+        "cpu_ms": cpu / requests * 1e3, "wall_ms": wall / requests * 1e3,
+        "driver_ms": (db1 - db0) / requests * 1e3,
+        "round_trips": sum(messages.values()) / requests,
+        "messages": {kind: count / requests for kind, count in sorted(messages.items())},
+        "consistent": True,
     }
 
 
@@ -386,10 +416,12 @@ def main(argv: list[str] | None = None) -> int:
           f"voters, set up in {time.perf_counter() - setup:.1f} s")
 
     costs = [cost_per_vote(voters[0][:20], owner, keyed) for keyed in (False, True)]
-    print(f"{'one thread, re-votes':<26} {'CPU ms':>7} {'wall ms':>8} {'driver ms':>9} "
-          f"{'round trips':>11}  messages per vote")
+    costs.append(cost_per_token_check(voters[0][:20]))
+    print(f"{'one thread, per request':<26} {'CPU ms':>7} {'wall ms':>8} {'driver ms':>9} "
+          f"{'round trips':>11}  messages per request")
+    labels = {False: "re-vote", True: "re-vote, Idempotency-Key", None: "GET /auth/me (auth only)"}
     for c in costs:
-        label = "with Idempotency-Key" if c["keyed"] else "without Idempotency-Key"
+        label = labels[c["keyed"]]
         messages = ", ".join(f"{k} {v:g}" for k, v in c["messages"].items())
         print(f"{label:<26} {c['cpu_ms']:>7.2f} {c['wall_ms']:>8.2f} {c['driver_ms']:>9.2f} "
               f"{c['round_trips']:>11.2f}  {messages}"
