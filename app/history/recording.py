@@ -155,12 +155,12 @@ class Journal:
         self.inline_bytes = inline_bytes
         self.max_input_bytes = max_input_bytes
         self.failing: str | None = None  # why the last write failed; None once one succeeds
-        self.backlog = Backlog(directory)
         self._forked()
 
     def _forked(self) -> None:
         """Fresh state: at creation, and in a child after fork (the parent's segment is theirs)."""
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # a parent's thread may have held it at fork time
+        self.backlog = Backlog(self.directory)
         self._fd: int | None = None
         self._path: Path | None = None
         self._opened = 0.0
@@ -317,6 +317,8 @@ def close_all() -> None:
 
 
 def _after_fork_in_child() -> None:
+    global _journals_lock
+    _journals_lock = threading.Lock()
     for journal in _journals.values():
         journal._forked()
 
