@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import socket
 import ssl
@@ -482,6 +483,8 @@ def start(cfg: Config, bare: bool = True) -> dict:
     began = time.monotonic()
     write_secrets(cfg)
     reset_database(cfg)
+    for journal in cfg.run_dir.glob("journal-*"):  # rows of the database just dropped
+        shutil.rmtree(journal)
     reset_redis(cfg)
     make_certificate(cfg)
     try:
