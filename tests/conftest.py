@@ -40,7 +40,6 @@ def discard_journal() -> None:
             path.unlink(missing_ok=True)
 
 
-
 def base_overrides(database_url: str) -> dict[str, Any]:
     return {
         "APP_ENV": "test",
