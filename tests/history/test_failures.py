@@ -43,7 +43,7 @@ def test_v1_answer_survives_an_unwritable_journal_and_is_counted(blocked):
     assert failures() == before + 1
 
 
-def test_a_batch_counts_each_row(blocked, register):
+def test_a_batch_counts_each_row(blocked):
     app, _ = blocked
     client = app.test_client()
     account = client.post("/api/v2/auth/register",
