@@ -147,3 +147,15 @@ def test_text_and_bytes_inputs_round_trip_through_the_journal(app, client, raw):
         client.post("/v1/", data={"input": raw})
     [row] = rows(app)
     assert row.input == (GOOD if isinstance(raw, bytes) else raw)
+
+
+def test_a_request_costs_one_write_and_no_fsync(client, monkeypatch):
+    client.get("/v1/", query_string={"input": json.dumps(GOOD)})  # opens the segment
+    calls = []
+    real_write = recording.os.write
+    monkeypatch.setattr(recording.os, "write",
+                        lambda fd, data: calls.append("write") or real_write(fd, data))
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append("fsync"))
+    monkeypatch.setattr(os, "fdatasync", lambda fd: calls.append("fdatasync"))
+    client.get("/v1/", query_string={"input": json.dumps(GOOD)})
+    assert calls == ["write"]
