@@ -1,5 +1,6 @@
 from pathlib import Path
 
+from tests.conftest import load_history
 from tests.core.cases import CASES_DIR
 
 GOOD = {"colors": 1, "customers": 1, "demands": [[1, 1, 1]]}
@@ -63,6 +64,7 @@ def test_codejam_batch_over_item_limit_is_413_before_solving(make_app):
     assert body["limit"] == "SOLVER_MAX_BATCH_ITEMS"
     assert body["errors"][0]["pointer"] == "/line/1"
     assert "3 exceeds the limit of 2" in body["detail"]
+    load_history(client.application)  # what the journal holds, as the loader would
     history = client.get("/api/v2/history", headers=headers).get_json()
     assert history["items"] == []  # nothing was solved, so nothing was recorded
 
