@@ -84,12 +84,14 @@ class PairRows(Sequence[tuple[Pair, ...]]):
         bounds = glossy_starts.tolist()
         relevant = bytearray(len(made))
         stack = glossy_colors[bounds[stuck] : bounds[stuck + 1]]
+        pop, extend = stack.pop, stack.extend  # up to 200,000 rounds: no attribute lookups
         while stack:
-            color = stack.pop()
-            if not relevant[color]:
-                relevant[color] = 1
-                forcer = forced_by[color]
-                stack += glossy_colors[bounds[forcer] : bounds[forcer + 1]]
+            color = pop()
+            if relevant[color]:
+                continue
+            relevant[color] = 1
+            forcer = forced_by[color]
+            extend(glossy_colors[bounds[forcer] : bounds[forcer + 1]])
         chain = [color for color in order if relevant[color]]
         return Explanation(stuck + 1, chain, [forced_by[color] + 1 for color in chain])
 
