@@ -92,6 +92,7 @@ def test_a_dozen_concurrent_large_solves_stay_within_the_bound(tmp_path):
     assert refused, "a dozen at once must exceed a bound of 2"
     assert all(a[2] == expected for a in solved)
     assert all(a[1] == "1" and b"SOLVER_MAX_LARGE_IN_FLIGHT" in a[2] for a in refused)
-    # the bound's worth of large requests (and some slack for the allocator), not a dozen's
-    assert burst <= BOUND * one * 1.5 + 20 * 1024, (burst, one)
+    # about the bound's worth of large requests (measured: 55 MB for one of 28 MB), with slack
+    # for the allocator; a dozen at once took 254 MB with the bound raised to 12
+    assert burst <= 2 * BOUND * one + 20 * 1024, (burst, one)
     assert one > 10 * 1024, "one large request must show in the peak for this test to mean much"
