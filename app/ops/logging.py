@@ -262,6 +262,11 @@ class RequestLogRecord(logging.LogRecord):
         self.lineno, self.funcName = 0, None
         self.thread = self.threadName = self.process = self.processName = self.taskName = None
 
+    @property
+    def line(self) -> dict[str, Any]:
+        """The line's fields (parsed on demand, for tests and other handlers)."""
+        return json.loads(self.json_line)
+
 
 _quote = json.encoder.encode_basestring_ascii  # a JSON string literal, as json.dumps writes it
 
