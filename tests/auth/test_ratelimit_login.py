@@ -4,6 +4,9 @@ per process (503 beyond)."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from app.auth import passwords
@@ -99,3 +102,43 @@ def test_password_hashing_is_bounded_per_process(account, monkeypatch):
     assert busy.headers["Retry-After"] == "1"
     assert metric("password_hash_refused_total") == before + 1
     assert _login(client, "dave", PASSWORD).status_code == 200
+
+
+def test_a_login_flood_never_hashes_more_than_the_bound_at_once(account, monkeypatch):
+    """Issue 17: 32 concurrent logins grew a worker to 450 MB (64 MiB per argon2 hash)."""
+    client = account(PASSWORD_HASH_CONCURRENCY=2, PASSWORD_HASH_WAIT_SECONDS=0.05,
+                     RATELIMIT_LOGIN_FAILURES="1000/minute",
+                     RATELIMIT_LOGIN_USERNAME_FAILURES="1000/minute")
+    running, peak, lock = [0], [0], threading.Lock()
+    real = passwords.PasswordHasher.verify
+
+    def slow_verify(self, stored, given):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        try:
+            time.sleep(0.1)
+            return real(self, stored, given)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(passwords.PasswordHasher, "verify", slow_verify)
+    statuses: list[int] = []
+    start = threading.Barrier(12)
+
+    def attempt(i: int) -> None:
+        start.wait()
+        response = client.application.test_client().post(
+            LOGIN, json={"username": "dave", "password": "wrong password"},
+            environ_base={"REMOTE_ADDR": f"198.51.100.{i}"})
+        with lock:
+            statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert peak[0] == 2
+    assert set(statuses) <= {401, 503} and 503 in statuses and 401 in statuses
