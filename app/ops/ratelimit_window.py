@@ -118,12 +118,15 @@ class BatchedWindowCounter:
             batch, entries = self._take(index, reset, now)
             if not batch:
                 return
-            totals = self._push(batch)
-            with self._lock:
-                for (_key, amount, _ttl), entry, total in zip(
-                        batch, entries, totals or [None] * len(batch), strict=True):
-                    entry[_IN_FLIGHT] -= amount
-                    entry[_KNOWN] = entry[_KNOWN] + amount if total is None else int(total)
+            totals = None
+            try:
+                totals = self._push(batch)
+            finally:  # even if the push fails unexpectedly, its counts stay counted here
+                with self._lock:
+                    for (_key, amount, _ttl), entry, total in zip(
+                            batch, entries, totals or [None] * len(batch), strict=True):
+                        entry[_IN_FLIGHT] -= amount
+                        entry[_KNOWN] = entry[_KNOWN] + amount if total is None else int(total)
         finally:
             self._sync_lock.release()
 

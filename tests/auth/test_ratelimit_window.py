@@ -185,3 +185,18 @@ def test_one_round_trip_per_push_for_every_identity(redis_url, monkeypatch) -> N
     c.sync()
     assert len(calls) == 2  # the first request's push, then one for the six identities
     assert calls[1] == 2 * 6  # SET NX EX + INCRBY per identity, one pipeline
+
+
+def test_a_push_that_raises_keeps_its_counts_in_the_process() -> None:
+    calls = []
+
+    def broken_once(batch):
+        calls.append(batch)
+        if len(calls) == 1:
+            raise RuntimeError("bug in the store")
+        return None  # then: store unavailable, counted here
+
+    c = BatchedWindowCounter("general", parse("3/minute"), broken_once, interval=0, batch=1)
+    with pytest.raises(RuntimeError):
+        c.hit("a")  # admitted, then its push failed
+    assert [c.hit("a").allowed for _ in range(3)] == [True, True, False]
