@@ -1,0 +1,43 @@
+"""`make compare-bare` reports both ratios and fails under 60 % of the bare Flask hello route."""
+
+from __future__ import annotations
+
+import pytest
+
+from load import compare_bare
+
+
+def _row(rps: float, non_2xx: int = 0) -> dict:
+    return {"rps": rps, "non_2xx": non_2xx, "p50_ms": 1.0, "p90_ms": 2.0, "p99_ms": 3.0,
+            "command": "wrk", "url": "u", "requests": int(rps * 20), "socket_errors": ""}
+
+
+@pytest.fixture
+def measured(monkeypatch, tmp_path):
+    """compare_bare.main with wrk answering the given req/s per route (WSGI, Flask, legacy)."""
+
+    def run(wsgi: dict, flask: dict, legacy: dict) -> int:
+        rows = iter([wsgi, flask, legacy])
+        monkeypatch.setattr(compare_bare.shutil, "which", lambda _name: "/usr/bin/wrk")
+        monkeypatch.setattr(compare_bare.stack, "load_state", lambda _cfg: {
+            "bare_url": "https://127.0.0.1:8444", "base_url": "https://127.0.0.1:8443"})
+        monkeypatch.setattr(compare_bare, "wrk", lambda *_args: next(rows))
+        return compare_bare.main(["--seconds", "20", "--json", str(tmp_path / "r.json")])
+
+    return run
+
+
+def test_at_60_percent_of_flask_it_passes_whatever_the_wsgi_ratio(measured, capsys):
+    assert measured(_row(10_000), _row(4_000), _row(2_400)) == 0
+    out = capsys.readouterr().out
+    assert "bare WSGI hello = 24% (reported)" in out and "bare Flask hello = 60%" in out
+
+
+def test_under_60_percent_of_flask_it_fails(measured, capsys):
+    assert measured(_row(5_000), _row(4_000), _row(2_300)) == 1
+    assert "FAIL" in capsys.readouterr().err
+
+
+def test_refused_answers_do_not_count_as_served(measured):
+    """A 429 (or any non-2xx) answered fast must not make the ratio."""
+    assert measured(_row(5_000), _row(4_000), _row(3_000, non_2xx=20 * 1_000)) == 1
