@@ -41,7 +41,8 @@ def hashing_slot() -> Iterator[None]:
     slots = _slots(s.password_hash_concurrency)
     if not slots.acquire(timeout=s.password_hash_wait_seconds):
         PASSWORD_HASH_REFUSED.inc()
-        raise ApiError(503, "too many password checks in progress; retry shortly",
+        raise ApiError(503, f"this server is checking {s.password_hash_concurrency} passwords "
+                       "already (PASSWORD_HASH_CONCURRENCY); retry shortly",
                        slug="busy", headers={"Retry-After": BUSY_RETRY_AFTER})
     try:
         yield

@@ -100,6 +100,8 @@ def test_password_hashing_is_bounded_per_process(account, monkeypatch):
     assert busy.status_code == 503
     assert busy.mimetype == "application/problem+json"
     assert busy.headers["Retry-After"] == "1"
+    assert busy.get_json()["type"].endswith(":busy")
+    assert "PASSWORD_HASH_CONCURRENCY" in busy.get_json()["detail"]
     assert metric("password_hash_refused_total") == before + 1
     assert _login(client, "dave", PASSWORD).status_code == 200
 
