@@ -100,7 +100,8 @@ class _AppLimits:
 
 def _log_state_change(previous: str, state: str, reason: str) -> None:
     RATELIMIT_DEGRADED.set(0 if state == "closed" else 1)
-    level = logging.WARNING if state == "open" else logging.INFO
+    # The outage starts with a warning; its trials (half open, open again) are information.
+    level = logging.WARNING if (previous, state) == ("closed", "open") else logging.INFO
     log.log(level, "rate-limit store %s -> %s (%s); %s", previous, state, reason,
             "limits are counted in process memory" if state != "closed"
             else "limits are shared again")
