@@ -51,7 +51,8 @@ def check_votes(cur, ledger: dict) -> tuple[bool | None, str]:
     cur.execute("SELECT u.username, b.choices FROM ballots b JOIN users u ON u.id = b.voter_id "
                 "WHERE b.poll_id = %s", (poll_id,))
     ballots = {name: json.loads(c) if isinstance(c, str) else c for name, c in cur.fetchall()}
-    cur.execute("SELECT option_index, votes FROM poll_tallies WHERE poll_id = %s", (poll_id,))
+    cur.execute("SELECT option_index, sum(votes) FROM poll_tallies WHERE poll_id = %s "
+                "GROUP BY option_index", (poll_id,))  # one row per option and shard
     tallies = {index: votes for index, votes in cur.fetchall() if votes}
     problems, uncertain, accepted = [], 0, 0
     for voter, entry in ledger.get("votes", {}).items():

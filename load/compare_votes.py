@@ -172,16 +172,20 @@ def run_wrk(base_url: str, path: str, tokens: list[str], seconds: int,
 
 
 def tally_problems(database_url: str, poll_id: str) -> list[str]:
-    """Tallies and ballot_count against the ballots table, in the staging database."""
+    """Tallies and the ballot count (summed over shards) against the ballots table, in the
+    staging database."""
     with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
         cursor.execute("""
-            SELECT t.option_index, t.votes, (SELECT count(*) FROM ballots b,
+            SELECT t.option_index, sum(t.votes), (SELECT count(*) FROM ballots b,
                    json_array_elements_text(b.choices) c
                    WHERE b.poll_id = t.poll_id AND c.value::int = t.option_index)
-              FROM poll_tallies t WHERE t.poll_id = %s ORDER BY t.option_index""", (poll_id,))
+              FROM poll_tallies t WHERE t.poll_id = %s
+             GROUP BY t.poll_id, t.option_index ORDER BY t.option_index""", (poll_id,))
         problems = [f"option {i}: tally {n} != ballots {b}" for i, n, b in cursor if n != b]
-        cursor.execute("SELECT ballot_count, (SELECT count(*) FROM ballots WHERE poll_id = %s) "
-                       "FROM polls WHERE id = %s", (poll_id, poll_id))
+        cursor.execute("SELECT ballot_count + COALESCE((SELECT sum(ballots) FROM poll_counters "
+                       "WHERE poll_id = %s), 0), (SELECT count(*) FROM ballots "
+                       "WHERE poll_id = %s) FROM polls WHERE id = %s",
+                       (poll_id, poll_id, poll_id))
         count, ballots = cursor.fetchone()
         if count != ballots:
             problems.append(f"ballot_count {count} != ballots {ballots}")

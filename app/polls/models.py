@@ -2,9 +2,11 @@
 
 Exactly-once voting rests on database constraints, not on read-then-write checks:
 UNIQUE(poll_id, voter_id) on ballots and UNIQUE(user_id, key) on idempotency keys.
-`poll_tallies` holds one counter per option and `polls.ballot_count` the number of ballots, both
-changed in the same transaction as the ballot, so a report costs O(options); `polls.version` is
-bumped in that transaction too (live streams poll it).
+Counters change in the same transaction as the ballot, in the voter's shard (voter id modulo
+POLL_SHARDS) so that votes on one poll do not queue on one row: `poll_tallies` holds per option
+and shard a vote count, `poll_counters` per shard the votes' share of the poll's version and
+ballot count. A report sums them, O(options x shards) whatever the number of ballots; a poll's
+version (which live streams poll) is `polls.version` (bumped by a close) plus its changes.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class Poll(db.Model):
     closes_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    # Counters changed only by votes, in the vote's transaction: the report reads them in O(1).
+    # Bases: votes add to poll_counters (by shard); a close bumps `version` here.
     ballot_count: Mapped[int] = mapped_column(Integer, default=0)
     version: Mapped[int] = mapped_column(Integer, default=0)
 
@@ -94,7 +96,22 @@ class PollTally(db.Model):
         ForeignKey("polls.id", ondelete="CASCADE"), primary_key=True
     )
     option_index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False, default=0,
+                                       server_default="0")
     votes: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class PollCounter(db.Model):
+    """One shard's share of a poll's version (`changes`) and ballot count (`ballots`)."""
+
+    __tablename__ = "poll_counters"
+
+    poll_id: Mapped[str] = mapped_column(
+        ForeignKey("polls.id", ondelete="CASCADE"), primary_key=True
+    )
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    changes: Mapped[int] = mapped_column(Integer, default=0)
+    ballots: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class VoteIdempotencyKey(db.Model):

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.auth.models import User
 from app.db import utcnow
 from app.errors import ApiError
 from app.extensions import db
 from app.polls import stats
-from app.polls.models import Poll, PollTally
-from app.polls.service import get_poll, results_visible
+from app.polls.models import Poll, PollCounter, PollTally
+from app.polls.service import get_poll, results_visible, vote_counts
 
 
 def visible_report_poll(poll_id: str, viewer: User) -> Poll:
@@ -26,14 +26,18 @@ def visible_report_poll(poll_id: str, viewer: User) -> Poll:
 
 
 def build_report(poll: Poll) -> dict[str, Any]:
+    """From the counters (summed over shards), whatever the number of ballots."""
     counts = [0] * len(poll.options)
     for index, votes in db.session.execute(
-        select(PollTally.option_index, PollTally.votes).where(PollTally.poll_id == poll.id)
+        select(PollTally.option_index, func.sum(PollTally.votes))
+        .where(PollTally.poll_id == poll.id).group_by(PollTally.option_index)
     ):
-        counts[index] = votes
+        counts[index] = int(votes)
+    changes, ballots = vote_counts([poll.id]).get(poll.id, (0, 0))
     now = utcnow()
-    body = stats.report(poll.options, counts, poll.ballot_count, poll.truth_probability)
-    return {"poll_id": poll.id, "status": poll.status(now), "version": poll.version,
+    body = stats.report(poll.options, counts, poll.ballot_count + ballots,
+                        poll.truth_probability)
+    return {"poll_id": poll.id, "status": poll.status(now), "version": poll.version + changes,
             **body, "generated_at": now.isoformat()}
 
 
@@ -53,6 +57,8 @@ def report_snapshot(poll_id: str) -> dict[str, Any] | None:
 def poll_version(poll_id: str) -> int | None:
     """The cheap change check of live streams: one indexed read, connection returned at once."""
     try:
-        return db.session.scalar(select(Poll.version).where(Poll.id == poll_id))
+        changes = (select(func.coalesce(func.sum(PollCounter.changes), 0))
+                   .where(PollCounter.poll_id == poll_id).scalar_subquery())
+        return db.session.scalar(select(Poll.version + changes).where(Poll.id == poll_id))
     finally:
         db.session.close()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.auth.models import User
@@ -28,6 +28,7 @@ from app.polls.models import (
     RESULTS_AFTER_CLOSE,
     Ballot,
     Poll,
+    PollCounter,
     PollTally,
     PollVoter,
     VoteIdempotencyKey,
@@ -113,6 +114,7 @@ class PollView:
     voters: list[str] | None
     results_visible: bool
     now: datetime
+    changes: int = 0  # the votes' share of the version (poll_counters)
 
     @property
     def status(self) -> str:
@@ -120,7 +122,7 @@ class PollView:
 
     @property
     def version(self) -> int | None:
-        return self.poll.version if self.results_visible else None
+        return self.poll.version + self.changes if self.results_visible else None
 
     @property
     def privacy(self) -> dict[str, Any] | None:
@@ -134,9 +136,20 @@ class PollView:
         }
 
 
+def vote_counts(poll_ids: list[str]) -> dict[str, tuple[int, int]]:
+    """Per poll, what its votes add to its version and ballot count (summed over shards)."""
+    rows = db.session.execute(
+        select(PollCounter.poll_id, func.sum(PollCounter.changes), func.sum(PollCounter.ballots))
+        .where(PollCounter.poll_id.in_(poll_ids)).group_by(PollCounter.poll_id)
+    )
+    return {poll_id: (int(changes), int(ballots)) for poll_id, changes, ballots in rows}
+
+
 def poll_view(poll: Poll, viewer: User, now: datetime | None = None,
-              owner: str | None = None) -> PollView:
+              owner: str | None = None, changes: int | None = None) -> PollView:
     now = now or utcnow()
+    if changes is None:
+        changes = vote_counts([poll.id]).get(poll.id, (0, 0))[0]
     voters = None
     if poll.restricted and can_manage(poll, viewer):
         voters = list(db.session.scalars(
@@ -145,7 +158,7 @@ def poll_view(poll: Poll, viewer: User, now: datetime | None = None,
         ))
     if owner is None:
         owner = db.session.scalar(select(User.username).where(User.id == poll.owner_id))
-    return PollView(poll, owner or "", voters, results_visible(poll, viewer, now), now)
+    return PollView(poll, owner or "", voters, results_visible(poll, viewer, now), now, changes)
 
 
 def list_polls(viewer: User, mine: bool, limit: int, cursor: str | None) -> dict[str, Any]:
@@ -164,7 +177,9 @@ def list_polls(viewer: User, mine: bool, limit: int, cursor: str | None) -> dict
         rows = rows[:limit]
         next_cursor = _encode_cursor(rows[-1][0])
     now = utcnow()
-    return {"items": [poll_view(poll, viewer, now, owner) for poll, owner in rows],
+    counts = vote_counts([poll.id for poll, _ in rows])
+    return {"items": [poll_view(poll, viewer, now, owner, counts.get(poll.id, (0, 0))[0])
+                      for poll, owner in rows],
             "next_cursor": next_cursor}
 
 
@@ -207,7 +222,7 @@ def delete_poll(poll_id: str, user: User) -> None:
     # The poll row first, as votes do (they KEY SHARE it): waits for votes in flight.
     db.session.execute(select(Poll.id).where(Poll.id == poll_id).with_for_update())
     # Children explicitly: SQLite enforces ON DELETE CASCADE only with PRAGMA foreign_keys.
-    for model in (VoteIdempotencyKey, Ballot, PollTally, PollVoter):
+    for model in (VoteIdempotencyKey, Ballot, PollTally, PollCounter, PollVoter):
         db.session.execute(delete(model).where(model.poll_id == poll_id))
     db.session.execute(delete(Poll).where(Poll.id == poll_id))
     db.session.commit()

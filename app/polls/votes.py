@@ -4,14 +4,16 @@ Exactly-once by construction: the ballot INSERT meets UNIQUE(poll_id, voter_id) 
 `Idempotency-Key` row UNIQUE(user_id, key), in the transaction that changes the tallies, so a lost
 race changes nothing (ON CONFLICT DO NOTHING, then a rollback), never counts twice.
 
-Lock order, the same in every vote: (0) a KEY SHARE lock on the poll row, which no other vote
-and no close waits for but a deletion does, (1) the voter's ballot row, (2) the tally rows by
-ascending option, (3) the Idempotency-Key row (the caller's own), (4) the poll row's update (the
-version bump, guarded by "still open", which also settles a race with a close). That update is
-the hottest lock, so it comes last and is held only from the bump to the commit; votes on
-different polls share no row, so they never wait for each other. Deleting locks the poll row
-FOR UPDATE first, so it waits for votes in flight, and votes that come after it wait for it and
-find no poll (404), instead of the two deadlocking over a ballot and the poll row.
+Counters are split into SHARDS by voter id (`poll_tallies`, `poll_counters`; see models.py), so
+votes on one poll do not queue on one row through their commits: two votes wait for each other
+only when they touch the same option in the same shard.
+
+Lock order, the same in every vote: (0) a FOR SHARE lock on the poll row, which votes share but
+a close (an UPDATE) and a deletion (FOR UPDATE) wait for, so no vote counts after a close and
+no deletion deadlocks with a vote; votes that come after a close or a deletion wait for it and
+then see it; (1) the voter's ballot row, (2) the shard's tally rows by ascending option, (3) the
+Idempotency-Key row (the caller's own), (4) the shard's counter row. Votes on different polls
+share no row, so they never wait for each other.
 
 PostgreSQL runs the whole transaction as `poll_cast_vote()` (migration 0006), one SELECT on an
 autocommit connection: the statement is the transaction (one round trip; with the token check,
@@ -45,10 +47,18 @@ from app.errors import ApiError, field_error
 from app.extensions import db
 from app.ops.metrics import VOTES
 from app.polls import stats
-from app.polls.models import Ballot, Poll, PollTally, PollVoter, VoteIdempotencyKey
+from app.polls.models import (
+    Ballot,
+    Poll,
+    PollCounter,
+    PollTally,
+    PollVoter,
+    VoteIdempotencyKey,
+)
 
 MAX_IDEMPOTENCY_KEY = 200
 DEFINITIONS_PER_PROCESS = 10_000
+SHARDS = 16  # changing it is safe: readers sum over whatever shards exist
 _rng = secrets.SystemRandom()
 _definitions_lock = threading.Lock()
 SUCCESS = ("accepted", "changed")
@@ -240,10 +250,11 @@ _CAST_VOTE = select(
         bindparam("poll_id"), bindparam("created_at"), bindparam("voter_id"),
         bindparam("username"), bindparam("choices", type_=JSON), bindparam("now"),
         bindparam("key"), bindparam("accepted", type_=JSON), bindparam("changed", type_=JSON),
+        bindparam("shard"),
     ).table_valued("o_outcome", "o_status", "o_body", "o_key_poll_id")
 )
-# SQLSTATEs poll_cast_vote() raises to undo its writes (migration 0006).
-_RAISED = {"VT001": "not_open", "VT002": "key_race"}
+# The SQLSTATE poll_cast_vote() raises to undo its writes (migration 0006).
+_RAISED = {"VT002": "key_race"}
 
 
 def _run(definition: PollDefinition, user_id: int, username: str, stored: list[int],
@@ -265,6 +276,7 @@ def _run(definition: PollDefinition, user_id: int, username: str, stored: list[i
                 "poll_id": definition.id, "created_at": definition.created_at,
                 "voter_id": user_id, "username": username, "choices": stored, "now": now,
                 "key": key, "accepted": bodies["accepted"], "changed": bodies["changed"],
+                "shard": user_id % SHARDS,
             }).one()
     except IntegrityError:  # the poll was deleted under our feet (the ballot's foreign key)
         return _Result("stale")
@@ -314,7 +326,8 @@ def _run_statements(definition: PollDefinition, user_id: int, username: str,
         old = row.choices
         db.session.execute(update(Ballot).where(Ballot.id == row.id)
                            .values(choices=stored, updated_at=now))
-    # 2. The tallies, ascending.
+    # 2. This shard's tallies, ascending.
+    shard = user_id % SHARDS
     deltas: dict[int, int] = {}
     for index in old:
         deltas[index] = deltas.get(index, 0) - 1
@@ -322,11 +335,11 @@ def _run_statements(definition: PollDefinition, user_id: int, username: str,
         deltas[index] = deltas.get(index, 0) + 1
     for index in sorted(deltas):
         if deltas[index]:
-            db.session.execute(
-                update(PollTally)
-                .where(PollTally.poll_id == poll_id, PollTally.option_index == index)
-                .values(votes=PollTally.votes + deltas[index])
-            )
+            upsert = sqlite_insert(PollTally).values(poll_id=poll_id, option_index=index,
+                                                      shard=shard, votes=deltas[index])
+            db.session.execute(upsert.on_conflict_do_update(
+                index_elements=["poll_id", "option_index", "shard"],
+                set_={"votes": PollTally.votes + upsert.excluded.votes}))
     outcome = "accepted" if inserted else "changed"
     status, body = (201 if inserted else 200), bodies[outcome]
     # 3. The answer for the Idempotency-Key.
@@ -339,16 +352,23 @@ def _run_statements(definition: PollDefinition, user_id: int, username: str,
         ).rowcount
         if remembered != 1:
             return _Result("key_race")
-    # 4. The poll, only while open.
-    bumped = db.session.execute(
-        update(Poll)
-        .where(Poll.id == poll_id, Poll.closed_at.is_(None), Poll.opens_at <= now,
-               or_(Poll.closes_at.is_(None), Poll.closes_at > now))
-        .values(version=Poll.version + 1, ballot_count=Poll.ballot_count + int(inserted))
-    ).rowcount
-    if bumped != 1:
+    # 4. This shard's counter, once the poll is still open under the write lock we now hold.
+    if not _open(poll_id, now):
         return _Result("not_open")
+    counter = sqlite_insert(PollCounter).values(poll_id=poll_id, shard=shard, changes=1,
+                                                ballots=int(inserted))
+    db.session.execute(counter.on_conflict_do_update(
+        index_elements=["poll_id", "shard"],
+        set_={"changes": PollCounter.changes + 1,
+              "ballots": PollCounter.ballots + counter.excluded.ballots}))
     return _Result(outcome, status, body)
+
+
+def _open(poll_id: str, now: datetime) -> bool:
+    return db.session.scalar(
+        select(Poll.id).where(Poll.id == poll_id, Poll.closed_at.is_(None), Poll.opens_at <= now,
+                              or_(Poll.closes_at.is_(None), Poll.closes_at > now))
+    ) is not None
 
 
 def _replay(user_id: int, key: str) -> _Result | None:

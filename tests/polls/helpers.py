@@ -5,7 +5,15 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.polls.models import Ballot, Poll, PollTally
+from app.polls.models import Ballot, Poll, PollCounter, PollTally
+
+
+def ballot_count(poll_id: str) -> int:
+    """The poll's ballot count as reports give it: its base plus every shard's ballots."""
+    base = db.session.scalar(select(Poll.ballot_count).where(Poll.id == poll_id)) or 0
+    shards = db.session.scalar(select(func.coalesce(func.sum(PollCounter.ballots), 0))
+                               .where(PollCounter.poll_id == poll_id))
+    return base + int(shards)
 
 
 def tally_mismatches(poll_id: str) -> list[str]:
@@ -18,11 +26,12 @@ def tally_mismatches(poll_id: str) -> list[str]:
             counts[index] = counts.get(index, 0) + 1
     problems = []
     for index, votes in db.session.execute(
-        select(PollTally.option_index, PollTally.votes).where(PollTally.poll_id == poll_id)
+        select(PollTally.option_index, func.sum(PollTally.votes))
+        .where(PollTally.poll_id == poll_id).group_by(PollTally.option_index)
     ):
         if votes != counts.get(index, 0):
             problems.append(f"option {index}: tally {votes} != ballots {counts.get(index, 0)}")
-    poll_ballots = db.session.scalar(select(Poll.ballot_count).where(Poll.id == poll_id))
+    poll_ballots = ballot_count(poll_id)
     if poll_ballots != ballots:
         problems.append(f"ballot_count {poll_ballots} != ballots {ballots}")
     duplicates = db.session.scalar(
