@@ -1,4 +1,4 @@
-"""The vote path: one statement plus its commit on PostgreSQL.
+"""The vote path: on PostgreSQL one statement, which is its own transaction.
 
 Exactly-once by construction: the ballot INSERT meets UNIQUE(poll_id, voter_id) and the
 `Idempotency-Key` row UNIQUE(user_id, key), in the transaction that changes the tallies, so a lost
