@@ -26,6 +26,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -123,6 +126,30 @@ def cpu_seconds(cfg: stack.Config) -> dict[str, float]:
         elif command.startswith("postgres"):
             totals["postgres"] += seconds
     return totals
+
+
+def sample_sessions(database_url: str, stop: threading.Event, out: Counter) -> None:
+    """Every ~5 ms, what the staging database's busy sessions are doing."""
+    connection = psycopg2.connect(database_url)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        while not stop.is_set():
+            cursor.execute("SELECT state, wait_event_type, wait_event FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                           "AND backend_type = 'client backend' AND state <> 'idle'")
+            for state, kind, event in cursor.fetchall():
+                if state == "idle in transaction":
+                    out["idle in transaction"] += 1
+                elif kind is None:
+                    out["running"] += 1
+                elif kind == "Lock":
+                    out["lock"] += 1
+                elif event in ("WALSync", "WALWrite", "WALInsert"):
+                    out["WAL flush"] += 1
+                else:
+                    out["other wait"] += 1
+            time.sleep(0.005)
+    connection.close()
 
 
 def make_voters(base_url: str, count: int) -> list[str]:
@@ -243,8 +270,19 @@ def main(argv: list[str] | None = None) -> int:
     path = f"/api/v2/polls/{poll_id}/votes"
     cfg = stack.Config()
     cpu_before = cpu_seconds(cfg)
-    votes = run_wrk(base_url, path, tokens, args.seconds, args.connections)
+    sessions: Counter = Counter()
+    stop = threading.Event()
+    sampler = threading.Thread(target=sample_sessions,
+                               args=(state["database_url"], stop, sessions))
+    sampler.start()
+    try:
+        votes = run_wrk(base_url, path, tokens, args.seconds, args.connections)
+    finally:
+        stop.set()
+        sampler.join()
     cpu_after = cpu_seconds(cfg)
+    busy = sum(sessions.values()) or 1
+    shares = {name: count / busy for name, count in sessions.most_common()}
     cpu_ms = {name: (cpu_after[name] - cpu_before.get(name, 0.0)) / max(votes["requests"], 1)
               * 1e3 for name in cpu_after}
     problems = tally_problems(state["database_url"], poll_id)
@@ -258,12 +296,15 @@ def main(argv: list[str] | None = None) -> int:
     print("CPU ms per vote during the run: "
           + ", ".join(f"{name} {value:.2f}" for name, value in cpu_ms.items())
           + " (postgres counts every session on the server)")
+    print("staging database's busy sessions during the run: "
+          + (", ".join(f"{name} {share:.0%}" for name, share in shares.items()) or "none seen"))
     print(f"tallies after the run: {'exact' if not problems else '; '.join(problems)}")
     print(f"pgbench anchor: {anchor['tps']:.0f} TPS (tallies {anchor['tallied']} = updates, "
           f"{anchor['ballots']} ballots)  ({anchor['command']})")
     print(f"ratio votes/s / pgbench TPS = {ratio:.3f} (target >= 0.25)")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"votes": votes, "cpu_ms_per_vote": cpu_ms,
+                                     "sessions": shares,
                                      "pgbench": anchor, "ratio": ratio,
                                      "ok_share": ok_share, "tally_problems": problems},
                                     indent=2) + "\n")
