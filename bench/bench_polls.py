@@ -12,8 +12,8 @@ no network hop.
    counted cursor). Without and with an `Idempotency-Key`.
 2. **Votes/s**: the app in --processes forked processes (like gunicorn workers) with --threads
    threads each; every voter votes once per poll. Scenario "hot": every vote goes to one poll
-   (votes on a poll serialise on its row). Scenario "spread": votes go to --polls polls. While it
-   runs, PostgreSQL's sessions are sampled: the share of time the app's sessions spend running,
+   (its counter rows, in shards). Scenario "spread": votes go to --polls polls. While it runs,
+   PostgreSQL's sessions are sampled: the share of time the app's sessions spend running,
    waiting on a lock, on the WAL flush of a commit, or idle in a transaction (waiting on the app),
    which says where a vote's wall time goes.
 """
