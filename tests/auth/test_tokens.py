@@ -230,3 +230,20 @@ def test_verified_access_claims_verify_once_and_refuse_forgeries(app, register):
         refresh = user["refresh_token"]
         assert tokens.verified_access_claims(refresh)["type"] == "refresh"
         assert tokens.verified_before(refresh) is None  # only access tokens are remembered
+
+
+def test_a_verified_token_is_refused_when_the_revocation_check_cannot_run(client, register,
+                                                                          monkeypatch):
+    """No cache answers for the database: if the check fails, the request fails (503)."""
+    from sqlalchemy.exc import OperationalError
+
+    from app.auth import tokens
+
+    user = register()
+    assert client.get(ME, headers=user["headers"]).status_code == 200
+
+    def database_down(*_args, **_kwargs):
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(tokens, "read_one", database_down)
+    assert client.get(ME, headers=user["headers"]).status_code == 503
