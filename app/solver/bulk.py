@@ -115,6 +115,44 @@ def int_rows(rows: Sequence[object], *, typed: bool) -> tuple[np.ndarray, np.nda
     return lengths, values
 
 
+# What str.split() separates on, among ASCII characters (str.isspace).
+_ASCII_SPACE = np.zeros(256, dtype=bool)
+_ASCII_SPACE[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = True
+_MAX_INT64_DIGITS = 18  # every number of up to 18 digits fits in int64
+
+
+def digit_rows(lines: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Token counts per line and the values of all tokens, when every token is an ASCII digit
+    string of at most 18 digits and there are at least BULK_MIN_VALUES of them: the numbers of a
+    Code Jam case read over the bytes of its lines, without a string object per token.
+    """
+    block = "\n".join(lines)
+    if not block.isascii():
+        return None
+    text = np.frombuffer(block.encode("ascii"), dtype=np.uint8)
+    digit = (text >= 48) & (text <= 57)
+    if not bool(np.all(digit | _ASCII_SPACE[text])):
+        return None  # a sign, a letter, a decimal point...: the precise walk names it
+    edges = np.flatnonzero(np.diff(digit.view(np.int8), prepend=0, append=0))
+    del digit
+    starts, ends = edges[0::2], edges[1::2]  # each token is text[starts[k]:ends[k]]
+    if len(starts) < BULK_MIN_VALUES:
+        return None
+    widths = ends - starts
+    longest = int(widths.max())
+    if longest > _MAX_INT64_DIGITS:
+        return None
+    values = np.zeros(len(starts), dtype=_I64)
+    last = len(text) - 1
+    for k in range(longest):  # Horner's rule, one digit position of every token at a time
+        more = widths > k
+        digits = text[np.minimum(starts + k, last)].astype(_I64) - 48
+        values = np.where(more, values * 10 + digits, values)
+    breaks = np.flatnonzero(text == 10)  # the "\n" between lines
+    counts = np.bincount(np.searchsorted(breaks, starts), minlength=len(lines))
+    return counts.astype(_I64), values
+
+
 def legacy_problem(
     colors: int, lengths: np.ndarray, values: np.ndarray, max_pairs: int
 ) -> Problem | None:

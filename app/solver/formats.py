@@ -447,14 +447,15 @@ def _v2_bulk(
 
 
 class _Lines:
-    """Non-blank lines of a text with their 1-based line numbers."""
+    """Non-blank lines of a text with their 1-based line numbers (split into tokens on demand:
+    a case's customer lines are read in bulk when they can be, see bulk.digit_rows)."""
 
     def __init__(self, text: str) -> None:
-        # split() and strip() agree on what is blank: a line is kept when it has a token
+        # a line is blank when split() finds no token in it, i.e. when it is empty or isspace()
         self.items = [
-            (number, tokens)
-            for number, tokens in enumerate(map(str.split, text.split("\n")), start=1)
-            if tokens
+            (number, line)
+            for number, line in enumerate(text.split("\n"), start=1)
+            if line and not line.isspace()
         ]
         self.pos = 0
 
@@ -462,9 +463,9 @@ class _Lines:
         if self.pos >= len(self.items):
             last = self.items[-1][0] if self.items else 0
             raise _fail(f"/line/{last + 1}", f"unexpected end of input: expected {what}")
-        item = self.items[self.pos]
+        number, line = self.items[self.pos]
         self.pos += 1
-        return item
+        return number, line.split()
 
 
 def _token_int(token: str) -> int | None:
@@ -546,7 +547,7 @@ def _codejam_case(lines: _Lines, case: int, limits: Limits) -> Problem | Problem
 
 
 def _codejam_problem(
-    items: list[tuple[int, list[str]]], number: int, n_token: str, m: int, limits: Limits
+    items: list[tuple[int, str]], number: int, n_token: str, m: int, limits: Limits
 ) -> Problem:
     errs = _Errors()
     n = _token_int(n_token)
@@ -565,7 +566,8 @@ def _codejam_problem(
         return problem
     rows: list = []
     budget = 2 * limits.max_pairs + len(items)
-    for line_number, tokens in items:
+    for line_number, line in items:
+        tokens = line.split()
         budget -= len(tokens)
         if budget < 0:
             raise _too_large(
@@ -589,22 +591,14 @@ def _codejam_problem(
     return problem
 
 
-def _codejam_bulk(n: int, items: list[tuple[int, list[str]]], limits: Limits) -> Problem | None:
+def _codejam_bulk(n: int, items: list[tuple[int, str]], limits: Limits) -> Problem | None:
     """A large case whose tokens are all short ASCII digit strings, checked and indexed in bulk."""
-    token_rows = [tokens for _, tokens in items]
-    lengths = np.fromiter(map(len, token_rows), dtype=np.int64, count=len(token_rows))
-    total = int(lengths.sum())
-    if total < bulk.BULK_MIN_VALUES or total > 2 * limits.max_pairs + len(items):
+    if sum(map(len, (line for _, line in items))) < bulk.BULK_MIN_VALUES:
         return None
-    tokens = list(chain.from_iterable(token_rows))
-    digits = "".join(tokens)
-    if not (digits.isascii() and digits.isdigit()) or max(map(len, tokens)) > _MAX_TOKEN_DIGITS:
-        return None
-    try:
-        values = np.fromiter(map(int, tokens), dtype=np.int64, count=total)
-    except OverflowError:  # a value beyond int64 (up to 30 digits): the walk reports it
-        return None
-    return bulk.legacy_problem(n, lengths, values, limits.max_pairs)
+    arrays = bulk.digit_rows([line for _, line in items])
+    if arrays is None or len(arrays[1]) > 2 * limits.max_pairs + len(items):
+        return None  # too many values: the walk names the line and the limit
+    return bulk.legacy_problem(n, *arrays, limits.max_pairs)
 
 
 # --- rendering --------------------------------------------------------------------------------

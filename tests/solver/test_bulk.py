@@ -295,3 +295,35 @@ def test_decoding_pauses_the_collector_and_resumes_it() -> None:
         assert not gc.isenabled()  # paused by someone else: left to them to resume
     finally:
         gc.enable()
+
+
+def test_digit_rows_reads_numbers_and_lines_like_split() -> None:
+    lines = ["3 1 0\t2 1 \r", "\x0b007  999999999999999999\x1c5", " 1"]
+    with bulk_threshold(0):
+        arrays = bulk.digit_rows(lines)
+    assert arrays is not None
+    counts, values = arrays
+    expected = [[int(token) for token in line.split()] for line in lines]
+    assert counts.tolist() == [len(row) for row in expected]
+    assert values.tolist() == [v for row in expected for v in row]
+
+
+@pytest.mark.parametrize("line", ["1 -2", "1 2.0", "1 ٣", "1 " + "9" * 19, "1 x"])
+def test_digit_rows_leaves_anything_else_to_the_walk(line: str) -> None:
+    with bulk_threshold(0):
+        assert bulk.digit_rows(["1 1 0", line]) is None
+
+
+def test_large_code_jam_case_is_read_in_bulk_with_the_walks_answer() -> None:
+    colors = 3000
+    rows = ["1 1 1"] + [f"2 {c - 1} 0 {c} 1" for c in range(2, colors + 1)]
+    text = f"1\n{colors} {colors}\n" + "\n\n".join(rows) + "\n"
+    problem = parse_codejam(text, Limits())[0]
+    assert isinstance(problem, Problem)
+    assert isinstance(problem.customers, bulk.PairRows)
+    with bulk_threshold(10**18):
+        walked = parse_codejam(text, Limits())[0]
+    assert isinstance(walked, Problem)
+    assert tuple(problem.customers) == walked.customers
+    assert solve(problem) == solve(walked)
+    assert solve(problem).matte_count == colors
