@@ -1,11 +1,13 @@
 """Shared fixtures: one migrated database per run (SQLite, or PostgreSQL via TEST_DATABASE_URL),
-an app bound to it, a client, rows emptied after every test, and account helpers."""
+an app bound to it, a client, rows emptied after every test, account helpers, extra apps with
+rate limits (disposed afterwards), the local Redis and metric samples."""
 
 from __future__ import annotations
 
 import itertools
 import os
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
+from prometheus_client import REGISTRY
 
 from app import create_app
 from app.extensions import db
@@ -159,3 +162,51 @@ def register(client: FlaskClient) -> Callable[..., dict[str, Any]]:
 def auth_headers(register: Callable[..., dict[str, Any]]) -> dict[str, str]:
     """Headers of a freshly registered, logged-in user."""
     return register()["headers"]
+
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The local Redis (db 0), or a skip when it is not running."""
+    redis = pytest.importorskip("redis")
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5).ping()
+    except redis.RedisError:
+        pytest.skip("Redis at 127.0.0.1:6379 is not reachable")
+    return REDIS_URL
+
+
+@pytest.fixture
+def other_app(make_app: Callable[..., Flask]) -> Iterator[Callable[..., Flask]]:
+    """`make_app`, with a unique rate-limit key prefix and the engines disposed afterwards."""
+    created: list[Flask] = []
+
+    def factory(**overrides: Any) -> Flask:
+        application = make_app(**overrides)
+        application.config["RATELIMIT_KEY_PREFIX"] = f"test-auth-{uuid.uuid4().hex}"
+        created.append(application)
+        return application
+
+    yield factory
+    for application in created:
+        with application.app_context():
+            db.session.remove()
+            for engine in db.engines.values():
+                engine.dispose()
+
+
+@pytest.fixture
+def limited_app(other_app: Callable[..., Flask]) -> Callable[..., Flask]:
+    """An app with rate limiting on (memory storage unless overridden)."""
+
+    def factory(**overrides: Any) -> Flask:
+        return other_app(**{"RATELIMIT_ENABLED": True, **overrides})
+
+    return factory
+
+
+def metric(name: str, **labels: str) -> float:
+    """The current value of a sample in the default Prometheus registry (0 when absent)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0

@@ -15,7 +15,7 @@ Overshoot bound: with P processes sharing the store, an identity gets at most
 `limit - 1 + P * batch` answers in one window (instead of `limit`). Once the shared total
 reaches the limit, every process learns it at its next push, and before that push it can admit
 at most `batch` answers the store has not seen (in flight and unsynced together); the push that
-crossed the limit added at most `batch` beyond `limit - 1`. tests/auth/test_ratelimit_window.py
+crossed the limit added at most `batch` beyond `limit - 1`. tests/ops/test_ratelimit_window.py
 checks the bound with several processes' counters on one Redis, sequential and threaded.
 """
 

@@ -8,8 +8,8 @@ from sqlalchemy import select
 
 from app.auth.models import User
 from app.extensions import db
-from tests.auth.conftest import assert_unauthorized, bearer, metric
-from tests.conftest import PASSWORD
+from tests.auth.conftest import assert_unauthorized, bearer
+from tests.conftest import PASSWORD, metric
 
 REGISTER = "/api/v2/auth/register"
 LOGIN = "/api/v2/auth/login"

@@ -11,8 +11,8 @@ import pytest
 from flask_jwt_extended import create_access_token
 
 from app.auth import passwords
-from tests.auth.conftest import assert_unauthorized, b64, bearer, metric, unb64
-from tests.conftest import PASSWORD, TEST_SECRET
+from tests.auth.conftest import assert_unauthorized, b64, bearer, unb64
+from tests.conftest import PASSWORD, TEST_SECRET, metric
 
 ME = "/api/v2/auth/me"
 LOGIN = "/api/v2/auth/login"

@@ -10,8 +10,7 @@ import time
 import pytest
 
 from app.auth import passwords
-from tests.auth.conftest import metric
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, metric
 
 LOGIN = "/api/v2/auth/login"
 REGISTER = "/api/v2/auth/register"

@@ -11,7 +11,8 @@ from sqlalchemy import event as sa_event
 from app.auth.models import RevokedToken, TokenFamily
 from app.db import utcnow
 from app.extensions import db
-from tests.auth.conftest import assert_unauthorized, bearer, metric
+from tests.auth.conftest import assert_unauthorized, bearer
+from tests.conftest import metric
 
 REFRESH = "/api/v2/auth/refresh"
 LOGOUT = "/api/v2/auth/logout"

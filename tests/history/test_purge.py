@@ -1,6 +1,10 @@
 from datetime import timedelta
 
+import pytest
+import sqlalchemy as sa
+
 from app.db import utcnow
+from app.extensions import db
 from app.history import service
 from tests.history.conftest import rows
 
@@ -33,21 +37,29 @@ def test_purge_uses_the_retention_setting(make_app, seed):
     assert "deleted 4 history entries older than 7 days" in result.output
 
 
-def test_purge_works_in_batches(app, seed, monkeypatch):
+def test_purge_commits_each_batch(app, seed):
+    """Each batch is its own transaction: a failure in the third leaves the first two deleted."""
     seed(None, 23, newest=utcnow() - timedelta(days=100))
-    commits = []
+    deletes = 0
+
+    def fail_third_delete(conn, cursor, statement, parameters, context, executemany):
+        nonlocal deletes
+        if statement.lstrip().upper().startswith("DELETE FROM HISTORY_ENTRIES"):
+            deletes += 1
+            if deletes == 3:
+                raise RuntimeError("injected failure in the third batch")
+
     with app.app_context():
-        from app.extensions import db
-
-        real_commit = db.session.commit
-
-        def counting_commit():
-            commits.append(1)
-            real_commit()
-
-        monkeypatch.setattr(db.session, "commit", counting_commit)
-        assert service.purge(days=90, batch_size=5) == 23
-    assert len(commits) == 5  # 5 + 5 + 5 + 5 + 3
+        sa.event.listen(db.engine, "before_cursor_execute", fail_third_delete)
+        try:
+            with pytest.raises(RuntimeError, match="third batch"):
+                service.purge(days=90, batch_size=5)
+            db.session.rollback()
+        finally:
+            sa.event.remove(db.engine, "before_cursor_execute", fail_third_delete)
+    assert len(rows(app)) == 23 - 2 * 5
+    with app.app_context():
+        assert service.purge(days=90, batch_size=5) == 13
     assert rows(app) == []
 
 

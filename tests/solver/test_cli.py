@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.core.cases import CASES_DIR
+from tests.fixtures.legacy_cases import CASES_DIR
 
 
 def test_all_cases_answered_exits_zero(app) -> None:
@@ -28,4 +28,12 @@ def test_a_file_that_is_not_code_jam_exits_non_zero(app, tmp_path) -> None:
     source.write_text("two\n")
     result = app.test_cli_runner().invoke(args=["solve", str(source)])
     assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit), result.exception  # refused, not a crash
     assert result.stdout == ""
+    assert result.stderr.startswith("Error: ")
+
+
+def test_stdin_is_read_with_a_dash(app) -> None:
+    result = app.test_cli_runner().invoke(args=["solve", "-"], input="1\n2 1\n1 2 1\n")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "Case #1: 0 1\n"

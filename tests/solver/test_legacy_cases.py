@@ -13,7 +13,7 @@ from app.solver.formats import (
     parse_legacy_json,
     problem_to_legacy,
 )
-from tests.core.cases import CASES_DIR
+from tests.fixtures.legacy_cases import CASES_DIR
 
 LIMITS = Limits()
 

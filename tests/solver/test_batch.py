@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from tests.conftest import load_history
-from tests.core.cases import CASES_DIR
+from tests.fixtures.legacy_cases import CASES_DIR
 
 GOOD = {"colors": 1, "customers": 1, "demands": [[1, 1, 1]]}
 BAD = {"colors": 1, "customers": 1, "demands": [[1, 2, 1]]}

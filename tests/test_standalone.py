@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SIBLING = "sha" + "red"  # spelled in two parts so this file does not match itself
 OUTSIDE_REFERENCES = re.compile(
     "|".join(

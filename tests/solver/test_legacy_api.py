@@ -3,7 +3,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.core.cases import legacy_cases
+from tests.fixtures.legacy_cases import legacy_cases
 
 CASES = legacy_cases()
 SMALL = {"colors": 5, "customers": 3, "demands": [[1, 1, 1], [2, 1, 0, 2, 0], [1, 5, 0]]}

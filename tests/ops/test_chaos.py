@@ -1,22 +1,6 @@
+"""Fault injection (app/ops/chaos.py): a failure rate on solver requests, the crash endpoint."""
+
 from app.ops import chaos
-from tests.core.cases import CASES_DIR
-
-
-def test_flask_solve_prints_case_lines(app):
-    runner = app.test_cli_runner()
-    result = runner.invoke(args=["solve", str(CASES_DIR / "cases.in.txt")])
-    assert result.exit_code == 0, result.output
-    assert result.output == (CASES_DIR / "cases.out.txt").read_text().strip() + "\n"
-
-
-def test_flask_solve_reads_stdin(app):
-    result = app.test_cli_runner().invoke(args=["solve", "-"], input="1\n2 1\n1 2 1\n")
-    assert result.output == "Case #1: 0 1\n"
-
-
-def test_flask_solve_rejects_a_broken_file(app):
-    result = app.test_cli_runner().invoke(args=["solve", "-"], input="two\n")
-    assert result.exit_code != 0
 
 
 def test_failure_rate_one_fails_every_solver_request(make_app):

@@ -11,9 +11,8 @@ import uuid
 import pytest
 
 from app.config import ConfigError, Settings
-from tests.auth.conftest import metric
 from tests.auth.test_production_config import GOOD
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, metric
 
 ME = "/api/v2/auth/me"
 LOGIN = "/api/v2/auth/login"

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from app.ops.ratelimit_store import CLOSED, HALF_OPEN, OPEN, Breaker, SharedStore
-from tests.auth.conftest import metric
+from tests.conftest import metric
 
 ME = "/api/v2/auth/me"
 RATELIMIT_LOGGER = "app.ops.ratelimit"

@@ -1,0 +1,51 @@
+"""The tests mirror `app/`: each test package is named after the `app/` package it tests, so a
+newcomer finds the tests of `app/polls/` in `tests/polls/`. Tests of modules at the top of `app/`
+sit at the top of `tests/`. The only other packages are listed in OTHER with what they test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+OTHER = {
+    "e2e": "real gunicorn servers started from the outside",
+    "fixtures": "test data and the helpers that read it",
+    "deploy": "the AWS files (infra/, .ebextensions/, .platform/, buildspec.yml), offline",
+}
+
+
+def packages(top: Path) -> set[str]:
+    """Dotted names (relative to `top`) of every folder below `top` that holds Python files."""
+    found = set()
+    for path in top.rglob("*.py"):
+        if "__pycache__" in path.parts:
+            continue
+        folder = path.parent.relative_to(top)
+        if folder.parts:
+            found.add(".".join(folder.parts))
+    return found
+
+
+def test_every_test_package_mirrors_an_app_package() -> None:
+    app_packages = packages(ROOT / "app")
+    strays = {
+        name for name in packages(ROOT / "tests")
+        if name not in app_packages and name.split(".")[0] not in OTHER
+    }
+    assert not strays, f"test packages with no app/ package of that name: {sorted(strays)}"
+
+
+def test_every_test_package_is_a_package() -> None:
+    missing = sorted(
+        name for name in packages(ROOT / "tests")
+        if not (ROOT / "tests" / name.replace(".", "/") / "__init__.py").exists()
+    )
+    assert not missing, f"test folders without __init__.py: {missing}"
+
+
+def test_the_check_sees_a_stray(tmp_path: Path) -> None:
+    (tmp_path / "core").mkdir()
+    (tmp_path / "core" / "test_x.py").write_text("")
+    (tmp_path / "test_top.py").write_text("")
+    assert packages(tmp_path) == {"core"}
