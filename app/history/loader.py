@@ -173,12 +173,31 @@ def read_segment(path: Path, max_bytes: int) -> Segment:
         except Exception:  # a torn or foreign line must not block the rest
             segment.malformed += 1
             log.error("history journal %s line %d unreadable; skipped", path.name, number)
-            continue
+            rows = _continuation(line, header["format"], max_bytes)
         for row in rows:
             segment.rows.append(tuple(
                 _text(value, _TEXT_AT[i]) if i in _TEXT_AT else value
                 for i, value in enumerate(row)))
     return segment
+
+
+def _continuation(line: bytes, version: int, max_bytes: int) -> list[Row]:
+    """The whole record that continues a torn one on the same line, if any.
+
+    A short write (disk full) leaves a line without its newline, and a record another thread of
+    the writer appended meanwhile follows it on the same line. Format 2 records start with
+    `["` (the key) and no other `["` can open a complete record that ends the line, so the rows
+    are those of the first such start that decodes.
+    """
+    if version != 2:
+        return []
+    start = line.find(b'["', 1)
+    while start != -1:
+        try:
+            return list(_decode_v2(line[start:], max_bytes))
+        except Exception:  # not a record's start: try the next one
+            start = line.find(b'["', start + 1)
+    return []
 
 
 # --- finding segments -----------------------------------------------------------------------

@@ -15,9 +15,12 @@ A segment is created as `.tmp`, locked and given its header before it is renamed
 loader never sees an unlocked segment of a live writer. A thread closes (renames) a segment once
 it is HISTORY_JOURNAL_ROTATE_MS old, or at HISTORY_JOURNAL_SEGMENT_BYTES. A process killed with
 -9 leaves its `.open` segment unlocked (the kernel drops the lock), and the loader takes it.
-Each record is one `os.write` of one line, without fsync: whatever a process wrote before it
-answered survives the process; an operating system crash may lose what the kernel had not yet
-flushed (docs/OPERATIONS.md).
+Each record is one `os.write` of one line on an O_APPEND descriptor, without fsync and without
+holding a lock across the write (threads of a worker append concurrently; Linux keeps each line
+whole): whatever a process wrote before it answered survives the process; an operating system
+crash may lose what the kernel had not yet flushed (docs/OPERATIONS.md). A short write (disk
+full) retires the segment; a line another thread appended meanwhile continues the torn one and
+the loader reads it from its own start.
 
 Segment format 2 (FORMAT): a header line {"format": 2, "pid": ..., "host": ...}, then one JSON
 array per request:
@@ -33,6 +36,7 @@ read by the loader.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import itertools
 import json
@@ -144,8 +148,28 @@ def _fields(journal: Journal, caller: Caller, endpoint: str, kind: str, raw: str
 # --- the journal writer (one per directory per process) ------------------------------------------
 
 
+class _Segment:
+    """An open segment file. Its descriptor stays open while any writer still uses it: a
+    rotation only retires it, and the last writer out (or the rotation, when none is in)
+    renames it `.seg` and closes it, so no line is ever written to a closed or renamed file."""
+
+    __slots__ = ("closed", "fd", "opened", "path", "retired", "size", "writers")
+
+    def __init__(self, fd: int, path: Path) -> None:
+        self.fd, self.path, self.opened = fd, path, time.monotonic()
+        self.size = self.writers = 0
+        self.retired = self.closed = False  # no new writers; handed to _finish
+
+
 class Journal:
-    """This process's open segment in `directory`: appends lines, closes segments on time."""
+    """This process's open segment in `directory`: appends lines, closes segments on time.
+
+    Writers do not hold the lock across `os.write`: it would release the GIL with the lock held
+    and the other threads would queue behind every write (a convoy that cost ~65 µs per request
+    at 8 threads). Each line is one `write` on an O_APPEND descriptor, which Linux performs
+    atomically (the offset and the data under the inode's lock), so concurrent lines never
+    interleave; the lock only counts the writers in and out of a segment.
+    """
 
     def __init__(self, directory: Path, rotate_seconds: float, segment_bytes: int,
                  inline_bytes: int, max_input_bytes: int) -> None:
@@ -155,45 +179,60 @@ class Journal:
         self.inline_bytes = inline_bytes
         self.max_input_bytes = max_input_bytes
         self.failing: str | None = None  # why the last write failed; None once one succeeds
+        self._segment: _Segment | None = None
         self._forked()
 
     def _forked(self) -> None:
         """Fresh state: at creation, and in a child after fork (the parent's segment is theirs)."""
+        inherited, self._segment = self._segment, None
+        if inherited is not None:  # the child's copy of the descriptor would keep the flock
+            with contextlib.suppress(OSError):
+                os.close(inherited.fd)
         self._lock = threading.Lock()  # a parent's thread may have held it at fork time
         self.backlog = Backlog(self.directory)
-        self._fd: int | None = None
-        self._path: Path | None = None
-        self._opened = 0.0
-        self._size = 0
         self._prefix = secrets.token_hex(6)  # with the sequence: unique per request, never reused
         self._sequence = itertools.count()
         self._thread: threading.Thread | None = None
 
     def write(self, fields: str) -> None:
-        """One line, one os.write; raises OSError (after closing the segment: a new one begins)."""
+        """One line, one os.write; raises OSError (the segment is retired: a new one begins)."""
+        line = f'["{self._prefix}{next(self._sequence):x}",{fields}\n'.encode()
+        done: _Segment | None = None
+        try:
+            with self._lock:
+                segment = self._segment or self._open()
+                segment.writers += 1
+        except OSError as exc:
+            self.failing = _reason(exc)
+            raise
+        try:
+            written = os.write(segment.fd, line)
+            if written != len(line):  # disk full mid-line: the torn line ends the segment
+                raise OSError(28, "short write to the history journal")
+        except OSError as exc:
+            self.failing = _reason(exc)
+            with self._lock:
+                segment.writers -= 1
+                done = self._retire(segment)
+            self._finish(done)
+            raise
         with self._lock:
-            try:
-                if self._fd is None:
-                    self._open()
-                line = f'["{self._prefix}{next(self._sequence):x}",{fields}\n'.encode()
-                written = os.write(self._fd, line)  # type: ignore[arg-type]
-                if written != len(line):  # disk full mid-line: the torn line ends the segment
-                    raise OSError(28, "short write to the history journal")
-                self._size += written
-                if self._size >= self.segment_bytes:
-                    self._close()
-            except OSError as exc:
-                self.failing = _reason(exc)
-                self._close()
-                raise
-        self.failing = None
+            segment.writers -= 1
+            segment.size += written
+            if segment.size >= self.segment_bytes or segment.retired:
+                done = self._retire(segment)
+        self._finish(done)
+        if self.failing is not None:
+            self.failing = None
 
     def close(self) -> None:
-        """Close the open segment now (the loader can take it)."""
+        """Close the open segment now (the loader can take it), or once its writers are out."""
         with self._lock:
-            self._close()
+            done = self._retire(self._segment)
+        self._finish(done)
 
-    def _open(self) -> None:
+    def _open(self) -> _Segment:
+        """A new current segment (called with the lock held)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"{time.time_ns() // 1000:017d}-{os.getpid()}-{secrets.token_hex(3)}"
         creating = self.directory / (name + CREATING)
@@ -210,24 +249,37 @@ class Journal:
             os.close(fd)
             creating.unlink(missing_ok=True)
             raise
-        self._fd, self._path, self._opened, self._size = fd, path, time.monotonic(), 0
+        self._segment = _Segment(fd, path)
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._run, name="history-journal",
                                             daemon=True)
             self._thread.start()
+        return self._segment
 
-    def _close(self) -> None:
-        """Rename to .seg while still holding the lock, then close (which releases it)."""
-        fd, path = self._fd, self._path
-        self._fd = self._path = None
-        if fd is None or path is None:
+    def _retire(self, segment: _Segment | None) -> _Segment | None:
+        """No new writer takes `segment`; it is returned (to be finished) once none is left in
+        it, exactly once. Called with the lock held."""
+        if segment is None:
+            return None
+        if segment is self._segment:
+            self._segment = None
+        segment.retired = True
+        if segment.writers or segment.closed:
+            return None
+        segment.closed = True
+        return segment
+
+    @staticmethod
+    def _finish(segment: _Segment | None) -> None:
+        """Rename to .seg while the descriptor still holds the flock, then close it."""
+        if segment is None:
             return
         try:
-            os.rename(path, path.with_suffix(CLOSED))
+            os.rename(segment.path, segment.path.with_suffix(CLOSED))
         except OSError as exc:  # the loader takes it as an abandoned .open segment
             log.warning("history journal segment not closed (%s)", _reason(exc))
         finally:
-            os.close(fd)
+            os.close(segment.fd)
 
     def _run(self) -> None:
         """Close segments once rotate_seconds old; publish the backlog gauges every second."""
@@ -235,8 +287,10 @@ class Journal:
         while True:
             time.sleep(min(self.rotate_seconds / 2, GAUGE_INTERVAL_SECONDS))
             with self._lock:
-                if self._fd is not None and time.monotonic() - self._opened >= self.rotate_seconds:
-                    self._close()
+                segment, done = self._segment, None
+                if segment is not None and time.monotonic() - segment.opened >= self.rotate_seconds:
+                    done = self._retire(segment)
+            self._finish(done)
             if time.monotonic() >= next_gauges:
                 next_gauges = time.monotonic() + GAUGE_INTERVAL_SECONDS
                 try:

@@ -1,7 +1,9 @@
 """The journal on the request path: segment files, their lifecycle, keys and formats."""
 
+import fcntl
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -159,3 +161,108 @@ def test_a_request_costs_one_write_and_no_fsync(client, monkeypatch):
     monkeypatch.setattr(os, "fdatasync", lambda fd: calls.append("fdatasync"))
     client.get("/v1/", query_string={"input": json.dumps(GOOD)})
     assert calls == ["write"]
+
+
+def _record_fields(request_id: str) -> str:
+    return json.dumps([time.time_ns() // 1000, None, None, "192.0.2.9", "t", request_id, "v1",
+                       inputs.TEXT, json.dumps(GOOD),
+                       [[None, "solved", 1, 1, 1, 1, 0.1, {"status": "solved"}, None, None]]])[1:]
+
+
+def test_concurrent_writers_and_rotations_never_lose_or_tear_a_line(tmp_path):
+    """8 threads write while segments rotate by size and by time: every line is whole, in
+    exactly one closed segment, and no segment is left open."""
+    journal = recording.Journal(tmp_path, rotate_seconds=0.005, segment_bytes=4096,
+                                inline_bytes=1 << 20, max_input_bytes=1 << 16)
+    per_thread, threads = 400, 8
+
+    def writer(number: int) -> None:
+        for index in range(per_thread):
+            journal.write(_record_fields(f"w{number}-{index}"))
+
+    workers = [threading.Thread(target=writer, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    journal.close()
+    names = journal_files(tmp_path)
+    assert names and all(name.endswith(recording.CLOSED) for name in names)
+    assert len(names) > 2  # it did rotate while the threads wrote
+    seen: list[str] = []
+    keys: set[str] = set()
+    for name in names:
+        header, *lines = (tmp_path / name).read_bytes().split(b"\n")
+        assert json.loads(header)["format"] == recording.FORMAT
+        assert lines[-1] == b""  # every line ends with its newline
+        for line in lines[:-1]:
+            record = json.loads(line)
+            keys.add(record[0])
+            seen.append(record[6])
+    assert sorted(seen) == sorted(f"w{n}-{i}" for n in range(threads) for i in range(per_thread))
+    assert len(keys) == len(seen)
+
+
+def test_a_rotation_waits_for_a_writer_still_inside_the_segment(tmp_path, monkeypatch):
+    """The descriptor of a segment being written is neither renamed nor closed under it: the
+    rotation retires the segment and the last writer out closes it."""
+    journal = recording.Journal(tmp_path, rotate_seconds=60, segment_bytes=1 << 20,
+                                inline_bytes=1 << 20, max_input_bytes=1 << 16)
+    journal.write(_record_fields("first"))  # opens the segment
+    inside, release = threading.Event(), threading.Event()
+    real_write = os.write
+
+    def slow_write(fd: int, data: bytes) -> int:
+        if b'"slow"' in data:
+            inside.set()
+            assert release.wait(10)
+        return real_write(fd, data)
+
+    monkeypatch.setattr(recording.os, "write", slow_write)
+    slow = threading.Thread(target=journal.write, args=(_record_fields("slow"),))
+    slow.start()
+    assert inside.wait(10)
+    journal.close()  # a rotation while "slow" is inside
+    [name] = journal_files(tmp_path)
+    assert name.endswith(recording.OPEN)  # still open: its writer is in it
+    journal.write(_record_fields("next"))  # a new writer goes to a new segment
+    release.set()
+    slow.join(10)
+    journal.close()
+    names = journal_files(tmp_path)
+    assert len(names) == 2 and all(n.endswith(recording.CLOSED) for n in names)
+    contents = {n: [json.loads(x)[6] for x in (tmp_path / n).read_text().splitlines()[1:]]
+                for n in names}
+    assert sorted(contents.values()) == [["first", "slow"], ["next"]]
+
+
+def test_a_child_process_does_not_keep_its_parents_segment_locked(tmp_path):
+    """After fork the child closes its copy of the parent's descriptor: once the parent dies
+    (here: closes), the flock is free for the loader even while the child lives."""
+    journal = recording.journal_for(tmp_path / "j", 60_000, 1 << 20, 1 << 20, 1 << 16)
+    journal.write(_record_fields("parent"))
+    reader, writer = os.pipe()
+    ready_reader, ready_writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child (its fork hooks have run): say so, wait for the check, leave
+        os.close(writer)
+        os.write(ready_writer, b"r")
+        os.read(reader, 1)
+        os._exit(0)
+    os.close(reader)
+    os.close(ready_writer)
+    assert os.read(ready_reader, 1) == b"r"
+    os.close(ready_reader)
+    try:
+        [name] = journal_files(tmp_path / "j")
+        fd = os.open(tmp_path / "j" / name, os.O_RDONLY)
+        try:
+            os.close(journal._segment.fd)  # as if the parent were killed -9
+            journal._segment = None
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if the child kept it
+        finally:
+            os.close(fd)
+    finally:
+        os.write(writer, b"x")
+        os.close(writer)
+        os.waitpid(pid, 0)

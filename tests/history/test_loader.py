@@ -259,3 +259,13 @@ def test_a_database_that_cannot_take_rows_keeps_them_in_the_journal(app):
         with app.app_context(), db.engine.begin() as connection:
             connection.execute(sa.text("ALTER TABLE history_away RENAME TO history_entries"))
     assert [r.request_id for r in rows(app)] == ["kept-1", "kept-2"]
+
+
+def test_a_record_appended_after_a_torn_line_is_loaded(app):
+    """A short write (disk full) leaves a line without its newline; a record another thread
+    appended meanwhile continues it on the same line and is loaded, the torn one counted."""
+    torn = line("torn")[:57]
+    write_segment([line("before"), torn + line("glued"), line("after")])
+    before = dropped("malformed")
+    assert [r.request_id for r in rows(app)] == ["before", "glued", "after"]
+    assert dropped("malformed") == before + 1
