@@ -97,7 +97,7 @@ def child_exit(server, worker):
 
 def post_fork(server, worker):
     """Never share database connections with the master or other workers."""
-    from app.extensions import db
+    from app.db import db
 
     app = getattr(worker, "wsgi", None)
     if app is not None:

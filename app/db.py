@@ -1,10 +1,14 @@
-"""Declarative base, naming convention and column types shared by every model."""
+"""The database: Flask-SQLAlchemy's `db` (unbound; `create_app` binds it), the declarative base
+with its naming convention, the column types every model shares, and deleting many rows in short
+transactions."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
+from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import DateTime, MetaData
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -48,3 +52,22 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+db = SQLAlchemy(model_class=Base)
+
+
+def delete_in_batches(model: Any, condition: sa.ColumnElement[bool], batch_size: int) -> int:
+    """Delete the rows of `model` matching `condition`, `batch_size` per transaction; count.
+
+    Short transactions, so no long lock blocks the writes that go on meanwhile.
+    """
+    total = 0
+    while True:
+        ids = db.session.scalars(sa.select(model.id).where(condition).limit(batch_size)).all()
+        if not ids:
+            return total
+        db.session.execute(sa.delete(model).where(model.id.in_(ids)),
+                           execution_options={"synchronize_session": False})
+        db.session.commit()
+        total += len(ids)

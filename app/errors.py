@@ -18,7 +18,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.attributes import set_committed_value
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from app.ops.request_id import incoming_request_id
+from app.db import db
+from app.headers import add_security_headers, incoming_request_id
 
 PROBLEM_MIME = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:paintshop:problem:"
@@ -141,8 +142,6 @@ def _legacy_text(status: int, detail: str | None, errors: list[dict[str, Any]] |
 
 
 def _add_security_headers(response: Response) -> None:
-    from app.ops.security import add_security_headers  # lazy: it raises ApiError from here
-
     if has_request_context():
         add_security_headers(response)
 
@@ -259,8 +258,6 @@ def handle_unexpected(error: Exception) -> Response:
 def _rollback_session() -> None:
     """A failed flush leaves the session unusable; the after-request hooks (the request log reads
     the current user) must still work, or the answer loses its id, headers and log line."""
-    from app.extensions import db  # lazy: app.extensions imports modules that import this one
-
     user = g.get("current_user")
     state = sa_inspect(user, raiseerr=False) if user is not None else None
     identity = state.identity if state is not None else None

@@ -23,7 +23,7 @@ class ApiParser(FlaskParser):
 
     webargs' own decoder is the standard library's, which answered a deep document with
     "maximum recursion depth exceeded" and let NUL characters through to the database; one
-    decoder (app/jsonsafe.py, app/requests.py) gives every route the same precise problems.
+    decoder (app/http.py) gives every route the same precise problems.
     """
 
     def _raw_load_json(self, req: flask.Request) -> Any:

@@ -2,8 +2,8 @@
 
 PostgreSQL rejects NUL in text (and `\\u0000` in JSONB) and no UTF-8 encoder accepts a lone
 surrogate, so such text used to reach the driver and answer 500. It is refused at the boundary:
-path parameters never match a route (app/converters.py, 404), query and form fields and JSON
-strings answer 422 with a pointer to the field (app/requests.py, app/jsonsafe.py). The checks
+path parameters never match a route (app/http.py, 404), query and form fields and JSON
+strings answer 422 with a pointer to the field (app/http.py). The checks
 look at raw input first, so ordinary requests pay one substring search.
 """
 

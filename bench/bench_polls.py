@@ -441,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['p99_ms']:>7.1f}  {'consistent' if r['consistent'] else 'MISMATCH  '}  "
               f"{where}")
     with APP.app_context():
-        from app.extensions import db
+        from app.db import db
 
         db.engine.dispose()
     return 0 if all(r["consistent"] for r in rows) and all(c["consistent"] for c in costs) else 1

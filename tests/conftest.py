@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 
 from app import create_app
-from app.extensions import db
+from app.db import db
 from app.history import loader, recording
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256-0123456789"

@@ -70,7 +70,7 @@ def test_a_vote_request_survives_a_database_restart_of_its_connections(app, clie
                                                                        register) -> None:
     """Every pooled connection killed (as a PostgreSQL restart does) just after use: the next
     authenticated request is answered normally."""
-    from app.extensions import db
+    from app.db import db
 
     user = register()
     assert client.get("/api/v2/auth/me", headers=user["headers"]).status_code == 200

@@ -4,8 +4,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from app.extensions import db
-from app.ops.health import expected_heads
+from app.db import db
+from app.health import expected_heads
 
 
 def test_the_chain_has_a_single_head():

@@ -114,7 +114,7 @@ def test_answer_after_a_failed_flush_keeps_id_headers_and_log_line(
     """A flush failing mid-request used to leave the session unusable: the request-log hook
     failed ("Request finalizing failed") and the 500 lost X-Request-ID and security headers."""
     from app.auth.models import User
-    from app.extensions import db
+    from app.db import db
     from app.polls import service
 
     def failing_flush(*_args, **_kwargs):
@@ -163,7 +163,7 @@ def test_log_line_names_the_user_when_the_database_is_gone(
     from sqlalchemy.orm import loading
 
     from app.auth.models import User
-    from app.extensions import db
+    from app.db import db
     from app.polls import service
 
     user = register()

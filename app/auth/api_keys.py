@@ -18,9 +18,8 @@ from flask import current_app, g
 from sqlalchemy import Select, func, or_, select, update
 
 from app.auth.models import ApiKey, User
-from app.db import utcnow
+from app.db import db, utcnow
 from app.errors import ApiError
-from app.extensions import db
 
 SECRET_PREFIX = "psk_"  # noqa: S105 - a marker, not a secret
 VISIBLE_CHARS = 12

@@ -7,8 +7,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.db import UTCDateTime, utcnow
-from app.extensions import db
+from app.db import UTCDateTime, db, utcnow
 
 ROLE_USER = "user"
 ROLE_ADMIN = "admin"

@@ -17,8 +17,8 @@ from app.auth.errors import unauthorized
 from app.auth.models import ROLE_USER, User
 from app.auth.schemas import USERNAME_PATTERN
 from app.auth.tokens import issue_tokens
+from app.db import db
 from app.errors import ApiError
-from app.extensions import db
 from app.ops.metrics import AUTH_FAILURES, LOGINS
 
 __all__ = [

@@ -27,9 +27,8 @@ from sqlalchemy.orm import make_transient_to_detached
 
 from app.auth.errors import unauthorized
 from app.auth.models import RevokedToken, TokenFamily, User
-from app.db import utcnow
+from app.db import db, utcnow
 from app.dbpool import read_one
-from app.extensions import db
 from app.ops.metrics import AUTH_FAILURES
 
 FAMILY_CLAIM = "fam"

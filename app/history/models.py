@@ -10,8 +10,7 @@ from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import UTCDateTime, utcnow
-from app.extensions import db
+from app.db import UTCDateTime, db, utcnow
 
 ENDPOINTS = ("v1", "v2", "batch")
 # pg_advisory_xact_lock key ("PSHISTR"): erases take it exclusive, journal loads shared.

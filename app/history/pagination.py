@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.orm import InstrumentedAttribute
 
-from app.extensions import db
+from app.db import db
 
 T = TypeVar("T")
 MAX_ID = 2**63 - 1  # BIGINT; larger numbers cannot be ids (and overflow SQLite's driver)

@@ -17,10 +17,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import defer
 
 from app.auth.models import User
-from app.batches import delete_in_batches
-from app.db import utcnow
+from app.db import db, delete_in_batches, utcnow
 from app.errors import ApiError
-from app.extensions import db
 from app.history.models import ERASE_LOCK_KEY, HistoryEntry, HistoryErasure
 from app.history.pagination import MAX_ID, Cursor, Page, keyset_page
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
-from app.ops.request_id import STARTED
+from app.headers import STARTED
 
 REDACTED = "[REDACTED]"
 _SENSITIVE_KEYS = r"password|passwd|secret|token|access_token|refresh_token|api_key|apikey|" \

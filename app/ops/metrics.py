@@ -26,9 +26,9 @@ from prometheus_client import (
 from prometheus_client.exposition import choose_encoder
 from sqlalchemy import event
 
+from app.db import db
 from app.errors import ApiError
-from app.extensions import db
-from app.ops.request_id import STARTED
+from app.headers import STARTED
 
 # 1 ms .. 10 s, roughly x2.5 per step.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -1,4 +1,7 @@
-"""Transport and browser security: HTTPS redirect in production, security headers, CORS.
+"""Transport security: HTTPS redirect in production, no session cookies, CORS.
+
+The security headers every answer carries are set by `app.headers.add_security_headers`,
+registered here as an after-request hook.
 
 `request.scheme` is the client's scheme once `ProxyFix` (TRUSTED_PROXY_HOPS) has applied
 `X-Forwarded-Proto`. Health probes are never redirected: load balancers probe over plain HTTP and
@@ -15,19 +18,12 @@ from flask_cors import CORS
 
 from app.config import Settings
 from app.errors import ApiError
+from app.headers import add_security_headers
+from app.ops.metrics import is_loopback
 
-API_CSP = "default-src 'none'; frame-ancestors 'none'"
-# /docs is the Swagger UI page (app/ops/docs.py): scripts, styles and images from the app itself.
-DOCS_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-            "script-src 'self'; frame-ancestors 'none'")
-HSTS = "max-age=31536000; includeSubDomains"
 REDIRECT_EXEMPT_PREFIXES = ("/health/",)
 # Served over plain HTTP to clients on the instance itself (after ProxyFix): the metrics scrape.
 LOOPBACK_PLAIN_HTTP_PATHS = frozenset({"/metrics"})
-NO_STORE_PREFIXES = ("/api/v2/auth/",)
-# Retry-After tells a client when to retry: a rate limit (429), an unavailable dependency (503),
-# a vote that lost a race (409). On any other answer it would only mislead.
-RETRY_AFTER_STATUSES = frozenset({409, 429, 503})
 CORS_ALLOW_HEADERS = ["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"]
 CORS_EXPOSE_HEADERS = ["X-Request-ID", "Retry-After", "X-RateLimit-Limit",
                        "X-RateLimit-Remaining", "X-RateLimit-Reset", "Location"]
@@ -80,43 +76,4 @@ def redirect_to_https() -> Response | None:
 
 def _is_loopback_scrape() -> bool:
     """`curl http://127.0.0.1/metrics` on the instance itself: no TLS to get there."""
-    from app.ops.metrics import is_loopback  # lazy: app.ops.metrics imports app.errors
-
     return request.path in LOOPBACK_PLAIN_HTTP_PATHS and is_loopback(request.remote_addr)
-
-
-_STATIC_HEADERS = (("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
-                   ("Referrer-Policy", "no-referrer"))
-_OWN_HEADERS = frozenset({"x-content-type-options", "x-frame-options", "referrer-policy",
-                          "content-security-policy", "strict-transport-security"})
-
-
-def add_security_headers(response: Response) -> Response:
-    """Idempotent (error answers get them twice). Most answers carry none of them yet: those
-    get them appended, without werkzeug's scan per header for an existing value."""
-    req = request._get_current_object()  # one proxy lookup instead of one per attribute
-    headers = response.headers
-    path = req.path
-    csp = DOCS_CSP if _is_docs(path) else API_CSP
-    if any(key.lower() in _OWN_HEADERS for key, _value in headers.items()):
-        for name, value in _STATIC_HEADERS:
-            headers.setdefault(name, value)
-        headers["Content-Security-Policy"] = csp
-        if req.is_secure:
-            headers.setdefault("Strict-Transport-Security", HSTS)
-    else:
-        add = headers.add
-        for name, value in _STATIC_HEADERS:
-            add(name, value)
-        add("Content-Security-Policy", csp)
-        if req.is_secure:
-            add("Strict-Transport-Security", HSTS)
-    if path.startswith(NO_STORE_PREFIXES):
-        headers["Cache-Control"] = "no-store"
-    if response.status_code not in RETRY_AFTER_STATUSES and "Retry-After" in headers:
-        del headers["Retry-After"]
-    return response
-
-
-def _is_docs(path: str) -> bool:
-    return path == "/docs" or path.startswith("/docs/")

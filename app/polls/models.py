@@ -17,8 +17,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import UTCDateTime, utcnow
-from app.extensions import db
+from app.db import UTCDateTime, db, utcnow
 
 RESULTS_PUBLIC = "public"
 RESULTS_AFTER_CLOSE = "after_close"

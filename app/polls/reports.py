@@ -7,9 +7,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from app.auth.models import User
-from app.db import utcnow
+from app.db import db, utcnow
 from app.errors import ApiError
-from app.extensions import db
 from app.polls import stats
 from app.polls.models import Poll, PollCounter, PollTally
 from app.polls.service import get_poll, results_visible, vote_counts

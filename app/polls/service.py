@@ -19,10 +19,8 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.auth.models import User
-from app.batches import delete_in_batches
-from app.db import utcnow
+from app.db import db, delete_in_batches, utcnow
 from app.errors import ApiError, field_error
-from app.extensions import db
 from app.polls import stats
 from app.polls.models import (
     RESULTS_AFTER_CLOSE,

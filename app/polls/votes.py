@@ -41,10 +41,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from app.auth.models import User
-from app.db import utcnow
+from app.db import db, utcnow
 from app.dbpool import autocommit, read_one
 from app.errors import ApiError, field_error
-from app.extensions import db
 from app.ops.metrics import VOTES
 from app.polls import stats
 from app.polls.models import (

@@ -7,7 +7,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 
 from app.auth.models import User
-from app.extensions import db
+from app.db import db
 from tests.auth.conftest import assert_unauthorized, bearer
 from tests.conftest import PASSWORD, metric
 

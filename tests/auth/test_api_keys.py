@@ -8,8 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from app.auth.models import ApiKey
-from app.db import utcnow
-from app.extensions import db
+from app.db import db, utcnow
 
 KEYS = "/api/v2/auth/api-keys"
 ME = "/api/v2/auth/me"

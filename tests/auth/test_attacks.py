@@ -108,7 +108,7 @@ def test_reused_refresh_token_is_rejected_and_kills_the_login(client, register):
 
 def test_token_of_a_deleted_account_is_rejected(app, client, register):
     from app.auth.models import User
-    from app.extensions import db
+    from app.db import db
 
     user = register()
     with app.app_context():
@@ -163,8 +163,7 @@ def test_rotated_api_key_old_secret_is_rejected(client, register):
 
 def test_expired_api_key_is_rejected(app, client, register):
     from app.auth.models import ApiKey
-    from app.db import utcnow
-    from app.extensions import db
+    from app.db import db, utcnow
 
     user = register()
     key = _key(client, user)

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from app.extensions import db
+from app.db import db
 
 AUTH_TABLES = {"token_families", "revoked_tokens"}
 

@@ -9,8 +9,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy import event as sa_event
 
 from app.auth.models import RevokedToken, TokenFamily
-from app.db import utcnow
-from app.extensions import db
+from app.db import db, utcnow
 from tests.auth.conftest import assert_unauthorized, bearer
 from tests.conftest import metric
 

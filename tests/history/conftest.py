@@ -11,8 +11,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from app.db import utcnow
-from app.extensions import db
+from app.db import db, utcnow
 from app.history.models import HistoryEntry
 from tests.conftest import load_history
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.extensions import db
+from app.db import db
 from bench.bench_history import explain, history_queries, make_users, seed_history
 
 pytestmark = pytest.mark.postgres

@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.config import Settings, engine_options
-from app.extensions import db
+from app.db import db
 
 
 def idle_in_transaction(app) -> int:

@@ -3,8 +3,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from app.db import utcnow
-from app.extensions import db
+from app.db import db, utcnow
 from app.history import service
 from tests.history.conftest import rows
 

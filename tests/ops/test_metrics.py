@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 
-from app.extensions import db
+from app.db import db
 
 EXTERNAL = {"REMOTE_ADDR": "203.0.113.7"}
 

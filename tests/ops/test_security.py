@@ -96,7 +96,7 @@ def test_production_redirects_a_proxied_metrics_request(production_client):
 def test_retry_after_only_on_429_503_and_409(app, status, kept):
     from flask import Response
 
-    from app.ops.security import add_security_headers
+    from app.headers import add_security_headers
 
     with app.test_request_context("/api/v2/polls/x/votes", method="POST"):
         response = add_security_headers(

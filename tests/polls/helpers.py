@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from app.extensions import db
+from app.db import db
 from app.polls.models import Ballot, Poll, PollCounter, PollTally
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from app.extensions import db
+from app.db import db
 from app.polls import reports, service
 from app.polls.models import Ballot
 from tests.polls.conftest import vote

@@ -120,7 +120,7 @@ def test_stream_needs_authentication(client, make_poll, headers) -> None:
 
 def test_stream_holds_no_database_connection_between_checks(make_app, make_poll,
                                                             owner) -> None:
-    from app.extensions import db
+    from app.db import db
 
     poll = make_poll()
     app = make_app(POLL_STREAM_LIFETIME_SECONDS=1.2, POLL_STREAM_CHECK_INTERVAL_SECONDS=0.2,

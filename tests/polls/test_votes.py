@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from app.extensions import db
+from app.db import db
 from app.ops.metrics import VOTES
 from app.polls import reports, service, votes
 from app.polls.models import Ballot

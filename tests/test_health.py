@@ -1,7 +1,7 @@
 from sqlalchemy import text
 
-from app.extensions import db
-from app.ops import health
+from app import health
+from app.db import db
 
 
 def test_live_needs_nothing(client):

@@ -1,6 +1,6 @@
 """Daily maintenance: the purges that keep the retention promises and the tables small.
 
-    python -m app.ops.maintenance          # the Procfile's `maintenance:` process (loops)
+    python -m app.maintenance          # the Procfile's `maintenance:` process (loops)
     flask maintenance run                  # one pass, now
 
 One pass deletes history past HISTORY_RETENTION_DAYS, revoked tokens and logins past their
@@ -26,6 +26,9 @@ import sqlalchemy as sa
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from app import create_app
+from app.db import db
+
 log = logging.getLogger("app.maintenance")
 
 # pg_advisory_lock key: any constant the app uses for nothing else ("PSMAINT" in ASCII).
@@ -34,6 +37,7 @@ LOCK_KEY = 0x50534D41494E54
 
 def run_pass() -> dict[str, Any]:
     """One maintenance pass in the current app context; what it deleted, or that it skipped."""
+    # lazy: the domains load prometheus_client, which main() must first keep out of the shared dir
     from app.auth import tokens
     from app.history import service as history
     from app.polls import service as polls
@@ -59,8 +63,6 @@ def run_pass() -> dict[str, Any]:
 @contextmanager
 def _exclusive() -> Iterator[bool]:
     """PostgreSQL: a session advisory lock on a connection of its own. SQLite: one process."""
-    from app.extensions import db
-
     if db.engine.dialect.name != "postgresql":
         yield True
         return
@@ -116,8 +118,6 @@ def main() -> None:
     # (summed into their /metrics forever), so it keeps its metrics in-process. Importing the
     # `app` package does not load prometheus_client, so dropping the variable here is in time.
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    from app import create_app
-
     app = create_app()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -12,16 +12,15 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from app import maintenance
 from app.auth.models import RevokedToken, TokenFamily
-from app.db import utcnow
-from app.extensions import db
+from app.db import db, utcnow
 from app.history.models import HistoryEntry
-from app.ops import maintenance
 from app.polls.models import VoteIdempotencyKey
 from tests.conftest import load_history
 from tests.polls.conftest import vote
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SOLVE = "/api/v2/solve"
 PROBLEM = {"colors": 1, "customers": [[{"color": 1, "finish": "glossy"}]]}
 
@@ -143,11 +142,11 @@ def test_the_loop_survives_a_failed_pass_and_stops_when_told(app, monkeypatch) -
 
 
 def test_the_process_keeps_its_metrics_out_of_the_shared_directory(tmp_path) -> None:
-    """`python -m app.ops.maintenance` drops PROMETHEUS_MULTIPROC_DIR before any import of it."""
-    code = ("import sys, app, app.ops.maintenance as m; "
+    """`python -m app.maintenance` drops PROMETHEUS_MULTIPROC_DIR before any import of it."""
+    code = ("import sys, app, app.maintenance as m; "
             "print('prometheus_client' in sys.modules)")
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=60, check=True)
     assert done.stdout.strip() == "False"
-    assert "maintenance: python -m app.ops.maintenance" in (ROOT / "Procfile").read_text()
+    assert "maintenance: python -m app.maintenance" in (ROOT / "Procfile").read_text()

@@ -5,25 +5,24 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
+from alembic.config import Config
 from alembic.script import ScriptDirectory
 from flask import current_app, jsonify
 from flask_smorest import Blueprint
 from sqlalchemy import text
 
+from app.db import db
 from app.errors import field_error, problem_response
-from app.extensions import db
 from app.history import recording
 from app.ops.ratelimit import limiter
 
 bp = Blueprint("health", __name__, url_prefix="/health", description="Health probes")
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 
 
 @cache
 def expected_heads() -> frozenset[str]:
     """Heads of the migration scripts shipped with this build (static per deploy)."""
-    from alembic.config import Config
-
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return frozenset(ScriptDirectory.from_config(config).get_heads())
