@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import marshmallow as ma
 from marshmallow import validate
 
 from app.auth.password_policy import password_problem
+from app.db import utcnow
 
 USERNAME_PATTERN = r"^[a-z0-9_.-]{3,64}$"
 MIN_PASSWORD_LENGTH = 12
@@ -92,10 +95,6 @@ class ApiKeyCreateSchema(ma.Schema):
 
     @ma.validates_schema
     def expiry_in_future(self, data, **_kwargs):
-        from datetime import timedelta
-
-        from app.db import utcnow
-
         expires_at = data.get("expires_at")
         if expires_at is None:
             return

@@ -39,7 +39,13 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
+
+from app.config import Settings
+from app.ops.logging import configure_logging
 
 log = logging.getLogger("app.ops.cloudwatch")
 
@@ -299,8 +305,6 @@ class Publisher:
         return sent
 
     def _put(self, batch: list[Datum]) -> bool:
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
         for attempt in range(1, self.attempts + 1):
             try:
                 self.client.put_metric_data(Namespace=self.namespace, MetricData=batch)
@@ -321,8 +325,6 @@ def resolve_region(configured: str) -> str:
     botocore never asks the instance metadata for it, so on Elastic Beanstalk it must come from
     the environment (infra/environment.yaml sets both from AWS::Region).
     """
-    import boto3
-
     region = configured or boto3.session.Session().region_name
     if not region:
         raise StartupError("no AWS region: set CLOUDWATCH_REGION or AWS_DEFAULT_REGION")
@@ -330,26 +332,17 @@ def resolve_region(configured: str) -> str:
 
 
 def make_client(region: str) -> Any:
-    import boto3
-    from botocore.config import Config
-
     config = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5,
                     read_timeout=10)
     return boto3.client("cloudwatch", region_name=region, config=config)
 
 
 def has_credentials() -> bool:
-    import boto3
-
     return boto3.session.Session().get_credentials() is not None
 
 
 def run(stop: threading.Event) -> int:
     """The publishing loop until `stop`; the process's exit status (1: it could not start)."""
-    from botocore.exceptions import NoCredentialsError
-
-    from app.config import Settings
-
     settings = Settings.from_env()
     environment = settings.environment_name or settings.app_env
     if not settings.cloudwatch_enabled:
@@ -383,9 +376,6 @@ def run(stop: threading.Event) -> int:
 
 
 def main() -> None:
-    from app.config import Settings
-    from app.ops.logging import configure_logging
-
     configure_logging(Settings.from_env().log_level)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
