@@ -4,6 +4,7 @@ sit at the top of `tests/`. The only other packages are listed in OTHER with wha
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,3 +50,41 @@ def test_the_check_sees_a_stray(tmp_path: Path) -> None:
     (tmp_path / "core" / "test_x.py").write_text("")
     (tmp_path / "test_top.py").write_text("")
     assert packages(tmp_path) == {"core"}
+
+
+def lazy_imports_without_reason(source: str) -> list[int]:
+    """Lines of imports inside functions with no `# lazy: <reason>` on them or on the comment
+    line just above their block of imports."""
+    lines = source.splitlines()
+    missing = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for inner in ast.walk(node):
+            if not isinstance(inner, ast.Import | ast.ImportFrom):
+                continue
+            index = inner.lineno - 1
+            block = [lines[index]]
+            while index > 0 and lines[index - 1].strip().startswith(("from ", "import ", "#")):
+                index -= 1
+                block.append(lines[index])
+            if not any("# lazy:" in line for line in block):
+                missing.append(inner.lineno)
+    return missing
+
+
+def test_every_function_level_import_in_app_says_why_it_is_lazy() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for path in sorted((ROOT / "app").rglob("*.py"))
+        for line in lazy_imports_without_reason(path.read_text(encoding="utf-8"))
+    ]
+    assert not offenders, "imports inside functions without a `# lazy:` reason: " + ", ".join(
+        offenders)
+
+
+def test_the_lazy_import_check_sees_a_bare_one() -> None:
+    source = ("def f():\n    import json\n\n"
+              "def g():\n    # lazy: a reason\n    import json\n    import os\n\n"
+              "def h():\n    import json  # lazy: another reason\n")
+    assert lazy_imports_without_reason(source) == [2]
