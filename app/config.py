@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from flask import Flask, current_app
 from limits import parse as parse_limit
 
 from app.dbpool import idle_ping_events
@@ -239,6 +240,11 @@ class Settings:
             "OPENAPI_URL_PREFIX": "/",
             "OPENAPI_JSON_PATH": "openapi.json",
         }
+
+
+def current_settings(app: Flask | None = None) -> Settings:
+    """The typed settings of `app`, or of the app handling the current request or command."""
+    return (app or current_app).config["SETTINGS"]
 
 
 def _ratelimit_problems(settings: Settings) -> list[str]:

@@ -23,10 +23,11 @@ from typing import Any
 
 import click
 import sqlalchemy as sa
-from flask import Flask, current_app
+from flask import Flask
 from flask.cli import AppGroup
 
 from app import create_app
+from app.config import current_settings
 from app.db import db
 
 log = logging.getLogger("app.maintenance")
@@ -42,7 +43,7 @@ def run_pass() -> dict[str, Any]:
     from app.history import service as history
     from app.polls import service as polls
 
-    settings = current_app.config["SETTINGS"]
+    settings = current_settings()
     with _exclusive() as acquired:
         if not acquired:
             log.info("maintenance skipped: another instance holds the lock")
@@ -122,7 +123,7 @@ def main() -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    interval = app.config["SETTINGS"].maintenance_interval_seconds
+    interval = current_settings(app).maintenance_interval_seconds
     log.info("maintenance every %ss", interval)
     run_forever(app, stop, interval)
     log.info("maintenance stopped")

@@ -1,7 +1,7 @@
 import pytest
 
 from app import create_app
-from app.config import DEV_SECRET, ConfigError, Settings
+from app.config import DEV_SECRET, ConfigError, Settings, current_settings
 
 STRONG_A = "a" * 48
 STRONG_B = "b" * 48
@@ -85,3 +85,11 @@ def test_solver_limits_are_100_times_the_old_ones():
     assert settings.solver_max_colors >= 200_000
     assert settings.solver_max_customers >= 200_000
     assert settings.solver_max_pairs >= 300_000
+
+
+def test_current_settings_are_the_apps_own(make_app) -> None:
+    first, second = make_app(SOLVER_MAX_COLORS=7), make_app(SOLVER_MAX_COLORS=9)
+    assert current_settings(first).solver_max_colors == 7
+    with second.app_context():
+        assert current_settings().solver_max_colors == 9
+        assert current_settings(first).solver_max_colors == 7

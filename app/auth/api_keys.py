@@ -14,10 +14,11 @@ import hmac
 import secrets
 from datetime import datetime, timedelta
 
-from flask import current_app, g
+from flask import g
 from sqlalchemy import Select, func, or_, select, update
 
 from app.auth.models import ApiKey, User
+from app.config import current_settings
 from app.db import db, utcnow
 from app.errors import ApiError
 
@@ -112,7 +113,7 @@ def _expired(key: ApiKey) -> bool:
 
 def _touch(key: ApiKey) -> None:
     """Record use at most once per API_KEY_TOUCH_INTERVAL_SECONDS (not a write per request)."""
-    interval = current_app.config["SETTINGS"].api_key_touch_interval_seconds
+    interval = current_settings().api_key_touch_interval_seconds
     now = utcnow()
     if key.last_used_at is not None and now - key.last_used_at < timedelta(seconds=interval):
         return

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Response, current_app, g, request
+from flask import Response, g, request
 from flask_jwt_extended import get_current_user, get_jwt, get_jwt_header, verify_jwt_in_request
 from flask_jwt_extended.exceptions import RevokedTokenError, UserLookupError
 
@@ -14,6 +14,7 @@ from app.auth import tokens
 from app.auth.api_keys import resolve_api_key
 from app.auth.errors import unauthorized
 from app.auth.models import ApiKey, User
+from app.config import current_settings
 from app.errors import ApiError
 from app.ops.metrics import AUTH_FAILURES
 
@@ -98,16 +99,12 @@ def current_user() -> User:
     return g.current_user
 
 
-def current_api_key() -> ApiKey | None:
-    return g.get("api_key")
-
-
 def legacy_key_rejection() -> Response | None:
     """With LEGACY_REQUIRE_API_KEY, the text 401 a legacy view must answer, else None.
 
     Legacy clients read text, so this is `text/plain`, not problem+json.
     """
-    if not current_app.config["SETTINGS"].legacy_require_api_key:
+    if not current_settings().legacy_require_api_key:
         return None
     if presented_api_key() is None:
         message = "missing API key: send the X-API-Key header or the api_key parameter"

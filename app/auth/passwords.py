@@ -14,8 +14,8 @@ from functools import cache
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import current_app
 
+from app.config import current_settings
 from app.errors import ApiError
 from app.ops.metrics import PASSWORD_HASH_REFUSED
 
@@ -37,7 +37,7 @@ def _slots(concurrency: int) -> threading.BoundedSemaphore:
 @contextmanager
 def hashing_slot() -> Iterator[None]:
     """One of this process's PASSWORD_HASH_CONCURRENCY slots, or a 503 after waiting for one."""
-    s = current_app.config["SETTINGS"]
+    s = current_settings()
     slots = _slots(s.password_hash_concurrency)
     if not slots.acquire(timeout=s.password_hash_wait_seconds):
         PASSWORD_HASH_REFUSED.inc()
@@ -51,7 +51,7 @@ def hashing_slot() -> Iterator[None]:
 
 
 def hasher() -> PasswordHasher:
-    s = current_app.config["SETTINGS"]
+    s = current_settings()
     return _hasher(s.argon2_time_cost, s.argon2_memory_kib, s.argon2_parallelism)
 
 
@@ -79,7 +79,7 @@ def _dummy_hash(time_cost: int, memory_kib: int, parallelism: int) -> str:
 
 def burn_verification_time(password: str) -> None:
     """Spend one verification's time so unknown usernames take as long as wrong passwords."""
-    s = current_app.config["SETTINGS"]
+    s = current_settings()
     with hashing_slot():
         dummy = _dummy_hash(s.argon2_time_cost, s.argon2_memory_kib, s.argon2_parallelism)
     verify_password(dummy, password)

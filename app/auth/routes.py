@@ -51,7 +51,7 @@ def register(body):
 def login(body):
     """Exchange a username and password for an access and a refresh token (a new login)."""
     user = service.authenticate(body["username"], body["password"], request.remote_addr or "-")
-    return service.issue_tokens(user)
+    return tokens.issue_tokens(user)
 
 
 @bp.post("/refresh")

@@ -1,7 +1,5 @@
-"""Account operations. Services own the transaction: they commit or roll back.
-
-Tokens live in `app.auth.tokens`, API keys in `app.auth.api_keys`; the names other packages
-already import (`issue_tokens`, `api_key_digest`, `resolve_api_key`, `unauthorized`) are kept.
+"""Account operations: register and authenticate. Services own the transaction: they commit or
+roll back. Tokens live in `app.auth.tokens`, API keys in `app.auth.api_keys`.
 """
 
 from __future__ import annotations
@@ -12,24 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app.auth import passwords, throttle
-from app.auth.api_keys import api_key_digest, resolve_api_key
 from app.auth.errors import unauthorized
 from app.auth.models import ROLE_USER, User
 from app.auth.schemas import USERNAME_PATTERN
-from app.auth.tokens import issue_tokens
 from app.db import db
 from app.errors import ApiError
 from app.ops.metrics import AUTH_FAILURES, LOGINS
-
-__all__ = [
-    "INVALID_LOGIN",
-    "api_key_digest",
-    "authenticate",
-    "issue_tokens",
-    "register_user",
-    "resolve_api_key",
-    "unauthorized",
-]
 
 INVALID_LOGIN = "invalid username or password"
 USERNAME_RE = re.compile(USERNAME_PATTERN.strip("^$"))

@@ -15,8 +15,7 @@ ones, so a 429 says nothing about the password or whether the account exists.
 
 from __future__ import annotations
 
-from flask import current_app
-
+from app.config import current_settings
 from app.ops.ratelimit import limiter
 
 PAIR = "login-failures-pair"
@@ -30,7 +29,7 @@ def known_key(username: str, address: str) -> str:
 
 def check(username: str, address: str) -> bool:
     """Raise 429 if this attempt is throttled; True if the address logged in here before."""
-    s = current_app.config["SETTINGS"]
+    s = current_settings()
     limiter.check(PAIR, s.ratelimit_login_failures, f"{username}/{address}", detail=REFUSED)
     known = limiter.marked(known_key(username, address))
     if not known:
@@ -39,12 +38,12 @@ def check(username: str, address: str) -> bool:
 
 
 def failed(username: str, address: str, known: bool) -> None:
-    s = current_app.config["SETTINGS"]
+    s = current_settings()
     limiter.record(PAIR, s.ratelimit_login_failures, f"{username}/{address}")
     if not known:
         limiter.record(USERNAME, s.ratelimit_login_username_failures, username)
 
 
 def succeeded(username: str, address: str) -> None:
-    s = current_app.config["SETTINGS"]
+    s = current_settings()
     limiter.mark(known_key(username, address), s.ratelimit_known_address_days * 86_400)

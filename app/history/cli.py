@@ -6,6 +6,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from app.config import current_settings
 from app.history import loader, recording, service
 
 history_cli = AppGroup("history", help="Request history maintenance.")
@@ -19,7 +20,7 @@ history_cli = AppGroup("history", help="Request history maintenance.")
 def purge_command(days: int | None, batch_size: int) -> None:
     """Delete history entries past the retention period, in short transactions."""
     if days is None:
-        days = current_app.config["SETTINGS"].history_retention_days
+        days = current_settings().history_retention_days
     deleted = service.purge(days, batch_size)
     click.echo(f"deleted {deleted} history entries older than {days} days")
 

@@ -36,12 +36,13 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy.exc import DBAPIError
@@ -67,7 +68,6 @@ COLUMNS = (
 )
 _LIMITS = {"record_key": 48, "endpoint": 8, "client_address": 64, "user_agent": 256,
            "request_id": 128, "status": 16}
-_TEXT_AT = {COLUMNS.index(name): limit for name, limit in _LIMITS.items()}
 _STAGING_TYPES = {
     "user_id": "integer", "api_key_id": "integer", "batch_index": "integer",
     "input_bytes": "integer", "truncated": "boolean", "colors": "integer",
@@ -95,37 +95,59 @@ def _text(value: Any, limit: int) -> str | None:
     """Text columns: no NUL (PostgreSQL refuses it), cut to the column's length, '' is NULL."""
     if value is None:
         return None
-    text = str(value).replace("\x00", "")[:limit]
+    text = str(value)
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    text = text[:limit]
     return text or None
 
 
 def _json_text(value: Any) -> str | None:
+    """A result or error column: JSON text (as the journal holds it, when decoded as Raw)."""
+    if isinstance(value, msgspec.Raw):
+        text = bytes(value).decode()
+        return None if text == "null" else inputs.jsonb_safe(text)
     return None if value is None else inputs.jsonb_safe(json.dumps(value))
 
 
 def _rows(key: str, created_at: datetime, caller: tuple, endpoint: str, kind: str,
-          raw: str | bytes | None, solves: list[list[Any]], max_bytes: int) -> Iterator[Row]:
+          raw: str | bytes | None, solves: list[Any], max_bytes: int) -> list[Row]:
     """The staging rows of one journaled request (format-independent)."""
     if raw is not None:
         stored = inputs.stored_inputs(kind, raw, len(solves), max_bytes)
     else:
         stored = [inputs.StoredInput(*solve[9]) for solve in solves]
     user_id, api_key_id, address, agent, request_id = caller
+    address, agent = _text(address, _LIMITS["client_address"]), _text(agent, _LIMITS["user_agent"])
+    request_id = _text(request_id, _LIMITS["request_id"])
+    endpoint = _text(endpoint, _LIMITS["endpoint"])  # type: ignore[assignment]
+    rows = []
     for index, solve in enumerate(solves):
         batch_index, status, colors, customers, pairs, matte_count, duration_ms, result, error = (
             solve[:9])
         kept = stored[index]
-        yield (
-            f"{key}/{index}", user_id, api_key_id, endpoint, batch_index, address, agent,
-            request_id, kept.text, kept.digest, kept.size, kept.truncated, colors, customers,
-            pairs, status, _json_text(result), _json_text(error), matte_count,
-            float(duration_ms), created_at,
-        )
+        rows.append((
+            _text(f"{key}/{index}", _LIMITS["record_key"]), user_id, api_key_id, endpoint,
+            batch_index, address, agent, request_id, kept.text, kept.digest, kept.size,
+            kept.truncated, colors, customers, pairs, _text(status, _LIMITS["status"]),
+            _json_text(result), _json_text(error), matte_count, float(duration_ms), created_at,
+        ))
+    return rows
 
 
-def _decode_v2(line: bytes, max_bytes: int) -> Iterator[Row]:
+# Format 2 with result and error left as their JSON text (loaded as they are, not re-encoded).
+_V2_SOLVE = tuple[Any, Any, Any, Any, Any, Any, Any, msgspec.Raw, msgspec.Raw, Any]
+_V2_DECODER = msgspec.json.Decoder(
+    tuple[Any, Any, Any, Any, Any, Any, Any, Any, Any, Any, list[_V2_SOLVE]])
+
+
+def _decode_v2(line: bytes, max_bytes: int) -> list[Row]:
+    try:
+        record = _V2_DECODER.decode(line)
+    except msgspec.DecodeError:  # e.g. a lone surrogate escaped in an input: json reads it
+        record = json.loads(line)
     (key, created_us, user_id, api_key_id, address, agent, request_id, endpoint, kind, text,
-     solves) = json.loads(line)
+     solves) = record
     raw: str | bytes | None = text
     if text is not None and kind == inputs.TEXT_BYTES:
         raw = text.encode("utf-8", "surrogateescape")
@@ -134,7 +156,7 @@ def _decode_v2(line: bytes, max_bytes: int) -> Iterator[Row]:
                  kind, raw, solves, max_bytes)
 
 
-def _decode_v1(line: bytes, max_bytes: int) -> Iterator[Row]:
+def _decode_v1(line: bytes, max_bytes: int) -> list[Row]:
     """Format 1: one object per line with named fields, the input always inline."""
     item = json.loads(line)
     raw: str | bytes = item["input"]
@@ -149,7 +171,7 @@ def _decode_v1(line: bytes, max_bytes: int) -> Iterator[Row]:
                  item["endpoint"], item["input_kind"], raw, solves, max_bytes)
 
 
-DECODERS: dict[int, Callable[[bytes, int], Iterator[Row]]] = {1: _decode_v1, 2: _decode_v2}
+DECODERS: dict[int, Callable[[bytes, int], list[Row]]] = {1: _decode_v1, 2: _decode_v2}
 
 
 def read_segment(path: Path, max_bytes: int) -> Segment:
@@ -169,15 +191,11 @@ def read_segment(path: Path, max_bytes: int) -> Segment:
         if not line:
             continue
         try:
-            rows = list(decode(line, max_bytes))
+            segment.rows.extend(decode(line, max_bytes))
         except Exception:  # a torn or foreign line must not block the rest
             segment.malformed += 1
             log.error("history journal %s line %d unreadable; skipped", path.name, number)
-            rows = _continuation(line, header["format"], max_bytes)
-        for row in rows:
-            segment.rows.append(tuple(
-                _text(value, _TEXT_AT[i]) if i in _TEXT_AT else value
-                for i, value in enumerate(row)))
+            segment.rows.extend(_continuation(line, header["format"], max_bytes))
     return segment
 
 
@@ -194,7 +212,7 @@ def _continuation(line: bytes, version: int, max_bytes: int) -> list[Row]:
     start = line.find(b'["', 1)
     while start != -1:
         try:
-            return list(_decode_v2(line[start:], max_bytes))
+            return _decode_v2(line[start:], max_bytes)
         except Exception:  # not a record's start: try the next one
             start = line.find(b'["', start + 1)
     return []
@@ -310,19 +328,23 @@ def _sqlite_value(value: Any) -> Any:
     return value
 
 
-def write_rows(connection: sa.Connection, rows: list[Row]) -> Outcome:
-    """Stage and move `rows` inside the connection's transaction; what was loaded or dropped."""
+def write_rows(connection: sa.Connection, rows: list[Row], direct: bool = False) -> Outcome:
+    """Load `rows` inside the connection's transaction; what was loaded or dropped.
+
+    `direct` (PostgreSQL): COPY straight into history_entries, dropping erased rows here. The
+    database refuses the whole COPY when a row was loaded before (a retry), its user or API key
+    is gone or a value is bad; the caller then loads the batch again without `direct`, through
+    the staging table that sorts those rows out.
+    """
     postgres = connection.dialect.name == "postgresql"
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         if postgres:
-            cursor.execute(_PG_STAGING)
             cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", (ERASE_LOCK_KEY,))
-            buffer = io.StringIO()
-            csv.writer(buffer, lineterminator="\n").writerows(rows)
-            buffer.seek(0)
-            cursor.copy_expert(f"COPY history_staging ({_COLUMN_LIST}) FROM STDIN "
-                               "WITH (FORMAT csv)", buffer)
+            if direct:
+                return _copy_direct(cursor, rows)
+            cursor.execute(_PG_STAGING)
+            _copy(cursor, "history_staging", rows)
             cursor.execute(_PG_INSERT)
         else:
             cursor.execute(_SQLITE_STAGING)
@@ -340,6 +362,34 @@ def write_rows(connection: sa.Connection, rows: list[Row]) -> Outcome:
     outcome.dropped.update({"user_gone": int(user_gone), "erased": int(erased)})
     outcome.dropped["duplicate"] = len(rows) - loaded - int(user_gone) - int(erased)
     return outcome
+
+
+_USER_AT, _CREATED_AT = COLUMNS.index("user_id"), COLUMNS.index("created_at")
+
+
+def _copy_direct(cursor: Any, rows: list[Row]) -> Outcome:
+    """COPY into history_entries the rows not erased (the erase marks read under the lock)."""
+    users = list({row[_USER_AT] for row in rows if row[_USER_AT] is not None})
+    kept = rows
+    if users:
+        cursor.execute("SELECT user_id, erased_before FROM history_erasures "
+                       "WHERE user_id = ANY(%s)", (users,))
+        marks = dict(cursor.fetchall())
+        if marks:
+            kept = [row for row in rows if row[_USER_AT] not in marks
+                    or row[_CREATED_AT] > marks[row[_USER_AT]]]
+    if kept:
+        _copy(cursor, "history_entries", kept)
+    outcome = Outcome(len(kept))
+    outcome.dropped["erased"] = len(rows) - len(kept)
+    return outcome
+
+
+def _copy(cursor: Any, table: str, rows: list[Row]) -> None:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    buffer.seek(0)
+    cursor.copy_expert(f"COPY {table} ({_COLUMN_LIST}) FROM STDIN WITH (FORMAT csv)", buffer)
 
 
 def _refuses_rows(engine: sa.Engine, exc: BaseException) -> bool:
@@ -402,7 +452,8 @@ class Loader:
             count += len(segment.rows)
         if not segments:
             return 0
-        rows = [row for segment in segments for row in segment.rows]
+        rows = sorted((row for segment in segments for row in segment.rows),
+                      key=lambda row: row[_CREATED_AT])  # ids in the order of the answers
         outcome = self._write(rows) if rows else Outcome()
         outcome.dropped["malformed"] += sum(s.malformed for s in segments)
         for segment in segments:
@@ -418,6 +469,19 @@ class Loader:
         return total
 
     def _write(self, rows: list[Row]) -> Outcome:
+        """Load a batch: straight into the table (PostgreSQL), else or when the database
+        refuses that, through the staging table, else one row per transaction."""
+        if self.engine.dialect.name == "postgresql":
+            try:
+                with self.engine.begin() as connection:
+                    return write_rows(connection, rows, direct=True)
+            except (DBAPIError, self.engine.dialect.loaded_dbapi.Error) as exc:
+                if not _refuses_rows(self.engine, exc):
+                    raise
+                self.totals["staged_batches"] += 1  # a retry, a user or key gone, a bad row
+        return self._write_staged(rows)
+
+    def _write_staged(self, rows: list[Row]) -> Outcome:
         try:
             with self.engine.begin() as connection:
                 return write_rows(connection, rows)
@@ -434,7 +498,7 @@ class Loader:
                         len(rows), _driver_error(exc))
         outcome = Outcome()
         for row in rows:
-            one = self._write([row])
+            one = self._write_staged([row])
             outcome.loaded += one.loaded
             outcome.dropped.update(one.dropped)
         return outcome

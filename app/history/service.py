@@ -12,11 +12,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from flask import current_app
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import defer
 
 from app.auth.models import User
+from app.config import current_settings
 from app.db import db, delete_in_batches, utcnow
 from app.errors import ApiError
 from app.history.models import ERASE_LOCK_KEY, HistoryEntry, HistoryErasure
@@ -90,7 +90,7 @@ def delete_entry(user_id: int, entry_id: int) -> None:
 def delete_all(user_id: int) -> int:
     """Erase all of the user's entries, and mark the erase so the journal cannot bring back
     rows recorded before it (the loader drops those; see loader.py)."""
-    settings = current_app.config["SETTINGS"]
+    settings = current_settings()
     mark_erased(user_id, utcnow() + timedelta(milliseconds=settings.history_erase_tolerance_ms))
     return delete_in_batches(HistoryEntry, HistoryEntry.user_id == user_id, DELETE_BATCH_SIZE)
 

@@ -11,8 +11,9 @@ import os
 import secrets
 import signal
 
-from flask import Blueprint, current_app
+from flask import Blueprint
 
+from app.config import current_settings
 from app.errors import ApiError
 
 bp = Blueprint("chaos", __name__)
@@ -21,14 +22,14 @@ _random = secrets.SystemRandom()
 
 def maybe_inject_failure() -> None:
     """Raise a 503 for the configured fraction of solver requests."""
-    rate = current_app.config["SETTINGS"].fault_failure_rate
+    rate = current_settings().fault_failure_rate
     if rate > 0 and _random.random() < rate:
         raise ApiError(503, "injected fault (FAULT_FAILURE_RATE)", slug="injected-fault")
 
 
 @bp.post("/_fault/crash")
 def crash_worker():
-    if not current_app.config["SETTINGS"].fault_crash_enabled:
+    if not current_settings().fault_crash_enabled:
         raise ApiError(404, "not found")
     os.kill(os.getpid(), signal.SIGKILL)
     return "", 204  # pragma: no cover - the process is gone

@@ -13,7 +13,7 @@ import os
 import time
 from typing import Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, request
 from flask_smorest import Blueprint
 from prometheus_client import (
     REGISTRY,
@@ -26,6 +26,7 @@ from prometheus_client import (
 from prometheus_client.exposition import choose_encoder
 from sqlalchemy import event
 
+from app.config import current_settings
 from app.db import db
 from app.errors import ApiError
 from app.headers import STARTED
@@ -208,7 +209,7 @@ def metrics_allowed() -> bool:
     Without trusted proxy hops, a request that carries X-Forwarded-For came through a proxy on
     this host (nginx), so its loopback address says nothing about the real client.
     """
-    settings = current_app.config["SETTINGS"]
+    settings = current_settings()
     token = settings.metrics_token
     header = request.headers.get("Authorization", "")
     if token and header.startswith("Bearer ") and hmac.compare_digest(

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from flask import Flask, Response, current_app, request
 from limits import parse
 
+from app.config import current_settings
 from app.errors import ApiError
 from app.ops.metrics import RATE_LIMITED, RATELIMIT_DEGRADED, route_label
 from app.ops.ratelimit_store import SharedStore
@@ -66,7 +67,7 @@ class _AppLimits:
     """One app's limiter: its store, general counter and identity key function."""
 
     def __init__(self, app: Flask, key_func: Callable[[], str]) -> None:
-        settings = app.config["SETTINGS"]
+        settings = current_settings(app)
         self.key_func = key_func
         self.store = SharedStore(
             settings.ratelimit_storage_uri,
@@ -112,7 +113,7 @@ class Limiter:
 
     def init_app(self, app: Flask, key_func: Callable[[], str]) -> None:
         """Install the hooks. With RATELIMIT_ENABLED off nothing is installed at all."""
-        if not app.config["SETTINGS"].ratelimit_enabled:
+        if not current_settings(app).ratelimit_enabled:
             return
         limits = app.extensions[_STATE] = _AppLimits(app, key_func)
         app.before_request(_general_hook(limits))
@@ -134,7 +135,7 @@ class Limiter:
             @wraps(view)
             def wrapper(*args: Any, **kwargs: Any) -> Any:
                 if _state() is not None:
-                    self.hit(name, getattr(current_app.config["SETTINGS"], setting), key_func())
+                    self.hit(name, getattr(current_settings(), setting), key_func())
                 return view(*args, **kwargs)
 
             wrapper._ratelimit_skip = True  # type: ignore[attr-defined]

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, current_app, redirect, request
+from flask import Flask, Response, redirect, request
 from flask.sessions import SessionInterface
 from flask_cors import CORS
 
-from app.config import Settings
+from app.config import Settings, current_settings
 from app.errors import ApiError
 from app.headers import add_security_headers
 from app.ops.metrics import is_loopback
@@ -65,7 +65,7 @@ def redirect_to_https() -> Response | None:
         return None
     if _is_loopback_scrape():
         return None
-    public_host = current_app.config["SETTINGS"].public_host
+    public_host = current_settings().public_host
     if not public_host:
         raise ApiError(403, "this service is served over HTTPS only", slug="https-required")
     target = "https://" + public_host + request.full_path.rstrip("?")

@@ -55,10 +55,6 @@ class Poll(db.Model):
             return "closed"
         return "scheduled" if self.opens_at > now else "open"
 
-    @property
-    def is_private(self) -> bool:
-        return self.privacy_mechanism is not None
-
 
 class PollVoter(db.Model):
     """A username allowed to vote in a restricted poll (fixed when the poll is created)."""

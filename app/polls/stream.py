@@ -25,6 +25,7 @@ from typing import Any
 
 from flask import Response, current_app, request, stream_with_context
 
+from app.config import current_settings
 from app.errors import ApiError
 from app.polls import reports
 
@@ -46,14 +47,14 @@ def stream_slots() -> _Slots:
     with _slots_lock:
         slots = app.extensions.get("poll_stream_slots")
         if slots is None:
-            limit = app.config["SETTINGS"].poll_stream_max_per_process
+            limit = current_settings(app).poll_stream_max_per_process
             slots = app.extensions["poll_stream_slots"] = _Slots(threading.BoundedSemaphore(limit))
     return slots
 
 
 def open_stream(poll_id: str, first_report: dict[str, Any], user_id: int) -> Response:
     """Take a slot (or answer 429/503) and return the streaming response that gives it back."""
-    settings = current_app.config["SETTINGS"]
+    settings = current_settings()
     slots = stream_slots()
     with slots.lock:
         if slots.per_user[user_id] >= settings.poll_stream_max_per_user:

@@ -18,6 +18,7 @@ from typing import Any
 
 from flask import current_app, request
 
+from app.config import current_settings
 from app.errors import ApiError
 
 RETRY_AFTER_SECONDS = "1"
@@ -35,14 +36,14 @@ def slots() -> threading.BoundedSemaphore:
         with _create_lock:
             gate = extensions.get(_EXTENSION)
             if gate is None:
-                limit = current_app.config["SETTINGS"].solver_max_large_in_flight
+                limit = current_settings().solver_max_large_in_flight
                 gate = extensions[_EXTENSION] = threading.BoundedSemaphore(limit)
     return gate
 
 
 def is_large() -> bool:
     length = request.content_length
-    return length is None or length >= current_app.config["SETTINGS"].solver_large_request_bytes
+    return length is None or length >= current_settings().solver_large_request_bytes
 
 
 def bounded(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -54,7 +55,7 @@ def bounded(view: Callable[..., Any]) -> Callable[..., Any]:
             return view(*args, **kwargs)
         gate = slots()
         if not gate.acquire(blocking=False):
-            limit = current_app.config["SETTINGS"].solver_max_large_in_flight
+            limit = current_settings().solver_max_large_in_flight
             log.warning("large solve refused: %d already in flight in this process", limit)
             raise ApiError(
                 503,

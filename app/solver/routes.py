@@ -6,6 +6,7 @@ from flask import Response, g, jsonify, request
 from flask_smorest import Blueprint
 
 from app.auth.decorators import SECURITY, auth_required, legacy_key_rejection
+from app.config import current_settings
 from app.errors import ApiError, field_error
 from app.history import inputs, recording
 from app.ops.chaos import maybe_inject_failure
@@ -126,7 +127,7 @@ def solve_batch():
     if not items:
         raise ApiError(422, "the batch is empty", slug="invalid-problem",
                        errors=[field_error("", "expected at least one problem")])
-    limit = service.current_settings().solver_max_batch_items
+    limit = current_settings().solver_max_batch_items
     if len(items) > limit:
         raise ApiError(413, f"at most {limit} problems per batch (SOLVER_MAX_BATCH_ITEMS)",
                        slug="limit-exceeded", extra={"limit": "SOLVER_MAX_BATCH_ITEMS"})

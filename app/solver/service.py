@@ -10,8 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flask import current_app
-
+from app.config import current_settings
 from app.ops import metrics
 from app.solver import engine, formats
 
@@ -33,10 +32,6 @@ class Outcome:
             return "invalid"
         assert self.solution is not None
         return self.solution.status
-
-
-def current_settings():
-    return current_app.config["SETTINGS"]
 
 
 def limits() -> formats.Limits:
