@@ -5,12 +5,17 @@ One process per instance (the Procfile's `loader:` line, a process of the rehear
 HISTORY_LOADER_POLL_MS it takes the closed segments, and the `.open` segments whose writer died
 (their flock is free), oldest first, up to HISTORY_LOADER_BATCH_ROWS rows, and in one transaction:
 
-* decodes each line and computes what the request path left out: the input document, its
-  canonical JSON, SHA-256 and size (app/history/inputs.py), the JSON texts of result and error;
-* copies the rows into a temporary staging table (PostgreSQL `COPY`; executemany on SQLite) and
-  moves them with one `INSERT ... SELECT ... ON CONFLICT (record_key) DO NOTHING` that skips the
-  rows of users deleted meanwhile or erased after the row (history_erasures), and keeps a row
-  whose API key was deleted with the key left empty (as ON DELETE SET NULL would have);
+* decodes each line (msgspec; result and error stay the JSON text the journal holds) and
+  computes what the request path left out: the input's canonical JSON, SHA-256 and size
+  (app/history/inputs.py);
+* on PostgreSQL, drops the rows erased meanwhile (history_erasures, read under the lock below)
+  and `COPY`s the rest straight into history_entries;
+* when the database refuses that COPY (a row loaded before, i.e. a retry; a user or API key
+  deleted meanwhile; a bad value), and always on SQLite, it copies the rows into a temporary
+  staging table (executemany on SQLite) and moves them with one `INSERT ... SELECT ... ON
+  CONFLICT (record_key) DO NOTHING` that skips the rows of users deleted meanwhile or erased
+  after the row, and keeps a row whose API key was deleted with the key left empty (as ON
+  DELETE SET NULL would have);
 * commits, then deletes the segments. A loader killed at any point loads the same segments again
   and the unique record_key makes the repeat add nothing.
 

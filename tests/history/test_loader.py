@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from app.auth.models import ApiKey, User
@@ -269,3 +271,53 @@ def test_a_record_appended_after_a_torn_line_is_loaded(app):
     before = dropped("malformed")
     assert [r.request_id for r in rows(app)] == ["before", "glued", "after"]
     assert dropped("malformed") == before + 1
+
+
+def test_postgresql_copies_straight_into_the_table_and_stages_only_a_refused_batch(
+        app, client, is_postgres):
+    """The first load of a segment is one COPY into history_entries; loading it again (a
+    loader killed before deleting it) is refused there and goes through the staging table."""
+    if not is_postgres:
+        pytest.skip("the direct COPY is PostgreSQL's")
+    [segment] = closed(client, 2)
+    copy = segment.with_name("copy")
+    shutil.copy(segment, copy)
+    with app.app_context():
+        runner = loader.Loader.for_app(app)
+        assert runner.drain() == 2
+        assert runner.totals["staged_batches"] == 0
+        copy.rename(segment)
+        assert runner.drain() == 2
+        assert runner.totals["staged_batches"] == 1
+        assert (runner.totals["loaded"], runner.totals["duplicate"]) == (2, 2)
+    assert len(rows(app)) == 2
+
+
+PLAIN_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=PLAIN_JSON, ascii_only=st.booleans(), indent=st.sampled_from([None, 1]),
+       as_bytes=st.booleans())
+def test_the_fast_canonical_digest_equals_json_s(value, ascii_only, indent, as_bytes):
+    """inputs.stored_text (msgspec for plain texts) == stored_input(text_document(raw))."""
+    raw: str | bytes = json.dumps(value, ensure_ascii=ascii_only, indent=indent)
+    if as_bytes:
+        raw = raw.encode("utf-8", "surrogatepass")
+    assert inputs.stored_text(raw, 1 << 16) == inputs.stored_input(inputs.text_document(raw),
+                                                                   1 << 16)
+
+
+@pytest.mark.parametrize("raw", [
+    "not json", '{"a": NaN}', "[" * 2000 + "]" * 2000, "1" * 30, '{"b": 1, "a": "\x7f"}',
+    '{"a": 1, "a": 2}', " [1,\n2] ", '"\\ud800"', "[1e400]", '{"z": [true, null], "y": -0}',
+])
+def test_the_fast_canonical_digest_equals_json_s_on_edge_cases(raw):
+    for text in (raw, raw.encode("utf-8", "surrogatepass")):
+        assert inputs.stored_text(text, 1 << 16) == inputs.stored_input(
+            inputs.text_document(text), 1 << 16)
