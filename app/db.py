@@ -13,6 +13,7 @@ from sqlalchemy import DateTime, MetaData
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
+MAX_ROW_ID = 2**63 - 1  # BIGINT; larger numbers cannot be ids and overflow database drivers
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",

@@ -17,7 +17,7 @@ from app.auth.identity import identity_key
 from app.auth.jwt_handlers import register_jwt_handlers
 from app.auth.routes import bp as auth_bp
 from app.config import Settings
-from app.db import db
+from app.db import MAX_ROW_ID, db
 from app.errors import register_error_handlers
 from app.extensions import api, jwt, migrate
 from app.headers import init_request_id
@@ -27,7 +27,6 @@ from app.history import routes as history_routes
 from app.history.cli import history_cli
 from app.http import (
     CONVERTERS,
-    MAX_ROW_ID,
     ApiRequest,
     RowIdConverter,
     SafeJSONProvider,

@@ -21,12 +21,12 @@ from werkzeug.routing import BaseConverter, Map, PathConverter, UnicodeConverter
 from werkzeug.utils import cached_property
 from werkzeug.wsgi import LimitedStream
 
+from app.db import MAX_ROW_ID
 from app.errors import ApiError, field_error
 from app.textsafe import UnsafeTextError, check_json, unsafe_fields
 
 # --- URL converters ------------------------------------------------------------------------------
 
-MAX_ROW_ID = 2**63 - 1  # BIGINT; larger numbers cannot be ids and overflow database drivers
 
 
 class RowIdConverter(BaseConverter):

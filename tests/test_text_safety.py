@@ -92,7 +92,8 @@ def test_poll_cursor_decoding_to_a_nul_is_an_invalid_cursor(client, auth_headers
     cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
     response = client.get(f"/api/v2/polls?cursor={cursor}", headers=auth_headers)
     assert response.status_code == 422
-    assert response.get_json()["type"] == "urn:paintshop:problem:invalid-cursor"
+    assert response.get_json()["errors"] == [
+        {"pointer": "query:/cursor", "detail": "not a cursor returned by this API"}]
 
 
 def test_legacy_query_with_nul_is_a_text_422(client):

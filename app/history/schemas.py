@@ -9,22 +9,11 @@ import marshmallow as ma
 from marshmallow import validate
 
 from app.history.models import STATUSES
-from app.history.pagination import Cursor, InvalidCursor
+from app.pagination import CursorField
 
 MAX_PAGE_SIZE = 200
 DEFAULT_PAGE_SIZE = 50
 EXPORT_FORMATS = ("ndjson", "csv")
-
-
-class CursorField(ma.fields.String):
-    """The opaque `next_cursor` of a previous page, decoded to a `Cursor`."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Cursor:
-        token = super()._deserialize(value, attr, data, **kwargs)
-        try:
-            return Cursor.decode(token)
-        except InvalidCursor as exc:
-            raise ma.ValidationError(str(exc)) from None
 
 
 class UTCDateTimeField(ma.fields.AwareDateTime):
@@ -62,7 +51,7 @@ class HistoryQuerySchema(HistoryFilterSchema):
         validate=validate.Range(min=1, max=MAX_PAGE_SIZE),
         metadata={"description": f"page size, at most {MAX_PAGE_SIZE}"},
     )
-    cursor = CursorField(metadata={"description": "`next_cursor` of the previous page"})
+    cursor = CursorField(int, metadata={"description": "`next_cursor` of the previous page"})
 
 
 class AdminHistoryQuerySchema(HistoryQuerySchema):

@@ -17,10 +17,10 @@ from sqlalchemy.orm import defer
 
 from app.auth.models import User
 from app.config import current_settings
-from app.db import db, delete_in_batches, utcnow
+from app.db import MAX_ROW_ID, db, delete_in_batches, utcnow
 from app.errors import ApiError
 from app.history.models import ERASE_LOCK_KEY, HistoryEntry, HistoryErasure
-from app.history.pagination import MAX_ID, Cursor, Page, keyset_page
+from app.pagination import Cursor, Page, keyset_page
 
 DELETE_BATCH_SIZE = 5_000
 EXPORT_BATCH_SIZE = 500
@@ -66,7 +66,7 @@ def list_entries(
 
 def get_entry(user_id: int, entry_id: int) -> HistoryEntry:
     """The user's entry; another user's id is indistinguishable from a missing one (404)."""
-    if entry_id > MAX_ID:
+    if entry_id > MAX_ROW_ID:
         raise ApiError(404, _NOT_FOUND_DETAIL, slug="not-found")
     entry = db.session.scalar(
         sa.select(HistoryEntry).where(HistoryEntry.id == entry_id, HistoryEntry.user_id == user_id)
@@ -77,7 +77,7 @@ def get_entry(user_id: int, entry_id: int) -> HistoryEntry:
 
 
 def delete_entry(user_id: int, entry_id: int) -> None:
-    if entry_id > MAX_ID:
+    if entry_id > MAX_ROW_ID:
         raise ApiError(404, _NOT_FOUND_DETAIL, slug="not-found")
     result = db.session.execute(
         sa.delete(HistoryEntry).where(HistoryEntry.id == entry_id, HistoryEntry.user_id == user_id)

@@ -8,6 +8,7 @@ import marshmallow as ma
 from marshmallow import validate
 
 from app.auth.schemas import USERNAME_PATTERN
+from app.pagination import CursorField
 from app.polls.models import RANDOMIZED_RESPONSE, RESULTS_AFTER_CLOSE, RESULTS_PUBLIC
 
 POLL_ID_PATTERN = r"^[a-z0-9-]{3,64}$"
@@ -105,8 +106,7 @@ class PollListQuerySchema(ma.Schema):
 
     mine = ma.fields.Boolean(load_default=False, metadata={"description": "only my polls"})
     limit = ma.fields.Integer(load_default=50, validate=validate.Range(min=1, max=100))
-    cursor = ma.fields.String(validate=validate.Length(max=200),
-                              metadata={"description": "`next_cursor` of the previous page"})
+    cursor = CursorField(str, metadata={"description": "`next_cursor` of the previous page"})
 
 
 class ChoiceField(ma.fields.Field):

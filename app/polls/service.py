@@ -7,20 +7,18 @@ row, so a deletion waits for votes in flight and later votes wait for it (see vo
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.auth.models import User
 from app.db import db, delete_in_batches, utcnow
 from app.errors import ApiError, field_error
+from app.pagination import Cursor, keyset_page
 from app.polls import stats
 from app.polls.models import (
     RESULTS_AFTER_CLOSE,
@@ -31,7 +29,6 @@ from app.polls.models import (
     PollVoter,
     VoteIdempotencyKey,
 )
-from app.textsafe import unsafe_reason
 
 
 def create_poll(owner: User, data: dict[str, Any]) -> Poll:
@@ -159,45 +156,19 @@ def poll_view(poll: Poll, viewer: User, now: datetime | None = None,
     return PollView(poll, owner or "", voters, results_visible(poll, viewer, now), now, changes)
 
 
-def list_polls(viewer: User, mine: bool, limit: int, cursor: str | None) -> dict[str, Any]:
+def list_polls(viewer: User, mine: bool, limit: int,
+               cursor: Cursor[str] | None) -> dict[str, Any]:
     """Newest first, keyset-paginated on (created_at, id)."""
-    query = (select(Poll, User.username).join(User, User.id == Poll.owner_id)
-             .order_by(Poll.created_at.desc(), Poll.id.desc()).limit(limit + 1))
+    query = select(Poll, User.username).join(User, User.id == Poll.owner_id)
     if mine:
         query = query.where(Poll.owner_id == viewer.id)
-    if cursor:
-        created_at, poll_id = _decode_cursor(cursor)
-        query = query.where(or_(Poll.created_at < created_at,
-                                and_(Poll.created_at == created_at, Poll.id < poll_id)))
-    rows = db.session.execute(query).all()
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = _encode_cursor(rows[-1][0])
+    page = keyset_page(query, Poll.created_at, Poll.id, limit, cursor,
+                       key=lambda row: Cursor(row[0].created_at, row[0].id))
     now = utcnow()
-    counts = vote_counts([poll.id for poll, _ in rows])
+    counts = vote_counts([poll.id for poll, _ in page.items])
     return {"items": [poll_view(poll, viewer, now, owner, counts.get(poll.id, (0, 0))[0])
-                      for poll, owner in rows],
-            "next_cursor": next_cursor}
-
-
-def _encode_cursor(poll: Poll) -> str:
-    raw = json.dumps([poll.created_at.isoformat(), poll.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, poll_id = json.loads(raw)
-        created_at = datetime.fromisoformat(created)
-        if created_at.tzinfo is None or not isinstance(poll_id, str) or unsafe_reason(poll_id):
-            raise ValueError(cursor)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise ApiError(422, "invalid cursor", slug="invalid-cursor",
-                       errors=[field_error("query:/cursor", "not a cursor from this API")]
-                       ) from None
-    return created_at, poll_id
+                      for poll, owner in page.items],
+            "next_cursor": page.next_cursor}
 
 
 def close_poll(poll_id: str, user: User) -> Poll:

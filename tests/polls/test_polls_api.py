@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from app.db import utcnow
+from app.pagination import Cursor
 from tests.polls.conftest import vote
 
 
@@ -95,8 +97,12 @@ def test_list_paginates_newest_first_with_a_cursor(client, make_poll, owner) -> 
 
 
 def test_list_with_a_forged_cursor_is_422(client, owner) -> None:
-    response = client.get("/api/v2/polls?cursor=bm9wZQ", headers=owner["headers"])
-    assert response.status_code == 422
+    for cursor in ("bm9wZQ", Cursor(utcnow(), 7).encode()):  # garbage, a history cursor
+        response = client.get("/api/v2/polls", query_string={"cursor": cursor},
+                              headers=owner["headers"])
+        assert response.status_code == 422, cursor
+        assert response.get_json()["errors"] == [
+            {"pointer": "query:/cursor", "detail": "not a cursor returned by this API"}]
 
 
 def test_close_by_owner_closes_the_poll(client, make_poll, owner) -> None:
