@@ -7,7 +7,7 @@ from flask_jwt_extended import get_current_user, get_jwt, jwt_required
 from flask_smorest import Blueprint
 
 from app.auth import api_keys, service, tokens
-from app.auth.decorators import SECURITY, auth_required, current_user
+from app.auth.decorators import authenticated, current_user
 from app.auth.identity import client_address, username_key
 from app.auth.schemas import (
     ApiKeyCreateSchema,
@@ -79,22 +79,18 @@ def logout(body):
 
 
 @bp.get("/me")
-@auth_required
+@authenticated(bp)
 @bp.response(200, UserSchema)
-@bp.alt_response(401, description="Missing or invalid credentials")
-@bp.doc(security=SECURITY)
 def get_me():
     """The authenticated account."""
     return current_user()
 
 
 @bp.post("/api-keys")
-@auth_required
+@authenticated(bp)
 @bp.arguments(ApiKeyCreateSchema)
 @bp.response(201, ApiKeySecretSchema)
-@bp.alt_response(401, description="Missing or invalid credentials")
 @bp.alt_response(409, description="Too many active keys")
-@bp.doc(security=SECURITY)
 def create_api_key(body):
     """Create an API key. The secret is in this response only; send it as `X-API-Key`."""
     key, secret = api_keys.create_key(current_user(), body["name"], body.get("expires_at"))
@@ -102,33 +98,27 @@ def create_api_key(body):
 
 
 @bp.get("/api-keys")
-@auth_required
+@authenticated(bp)
 @bp.response(200, ApiKeySchema(many=True))
-@bp.alt_response(401, description="Missing or invalid credentials")
-@bp.doc(security=SECURITY)
 def list_api_keys():
     """The caller's active API keys, newest first (never the secrets)."""
     return api_keys.list_keys(current_user())
 
 
 @bp.delete("/api-keys/<int:key_id>")
-@auth_required
+@authenticated(bp)
 @bp.response(204)
-@bp.alt_response(401, description="Missing or invalid credentials")
 @bp.alt_response(404, description="No such key among the caller's active keys")
-@bp.doc(security=SECURITY)
 def revoke_api_key(key_id: int):
     """Revoke one of the caller's keys; it stops working at once."""
     api_keys.revoke_key(current_user(), key_id)
 
 
 @bp.post("/api-keys/<int:key_id>/rotate")
-@auth_required
+@authenticated(bp)
 @bp.response(200, ApiKeySecretSchema)
-@bp.alt_response(401, description="Missing or invalid credentials")
 @bp.alt_response(404, description="No such key among the caller's active keys")
 @bp.alt_response(409, description="The key has expired")
-@bp.doc(security=SECURITY)
 def rotate_api_key(key_id: int):
     """Give a key a new secret (same id, name and expiry); the old secret stops working."""
     key, secret = api_keys.rotate_key(current_user(), key_id)

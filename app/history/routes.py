@@ -8,7 +8,7 @@ from typing import Any
 from flask import Response, stream_with_context
 from flask_smorest import Blueprint
 
-from app.auth.decorators import SECURITY, admin_required, auth_required, current_user
+from app.auth.decorators import authenticated, current_user
 from app.db import utcnow
 from app.history import export, service
 from app.history.schemas import (
@@ -25,7 +25,6 @@ bp = Blueprint("history", __name__, url_prefix="/api/v2/history",
 admin_bp = Blueprint("history_admin", __name__, url_prefix="/api/v2/admin/history",
                      description="Any user's solve history (administrators)")
 
-_UNAUTHORIZED = "Missing or invalid credentials"
 _BAD_QUERY = "A query parameter is invalid; `errors` points at it"
 _NOT_FOUND = "No entry with this id among yours"
 _EXPORT_DOC = {
@@ -44,12 +43,10 @@ def _filters(args: Mapping[str, Any]) -> service.Filters:
 
 
 @bp.get("")
-@auth_required
+@authenticated(bp)
 @bp.arguments(HistoryQuerySchema, location="query")
 @bp.response(200, HistoryPageSchema)
-@bp.alt_response(401, description=_UNAUTHORIZED)
 @bp.alt_response(422, description=_BAD_QUERY)
-@bp.doc(security=SECURITY)
 def list_history(args: dict[str, Any]):
     """Your solve requests, newest first; follow `next_cursor` for older ones."""
     return service.list_entries(current_user().id, _filters(args), args["limit"],
@@ -57,43 +54,36 @@ def list_history(args: dict[str, Any]):
 
 
 @bp.get("/<int:entry_id>")
-@auth_required
+@authenticated(bp)
 @bp.response(200, HistoryEntryDetailSchema)
-@bp.alt_response(401, description=_UNAUTHORIZED)
 @bp.alt_response(404, description=_NOT_FOUND)
-@bp.doc(security=SECURITY)
 def get_history_entry(entry_id: int):
     """One of your solve requests with its full input and result (or validation error)."""
     return service.get_entry(current_user().id, entry_id)
 
 
 @bp.delete("/<int:entry_id>")
-@auth_required
+@authenticated(bp)
 @bp.response(204)
-@bp.alt_response(401, description=_UNAUTHORIZED)
 @bp.alt_response(404, description=_NOT_FOUND)
-@bp.doc(security=SECURITY)
 def delete_history_entry(entry_id: int):
     """Erase one of your solve requests."""
     service.delete_entry(current_user().id, entry_id)
 
 
 @bp.delete("")
-@auth_required
+@authenticated(bp)
 @bp.response(200, DeletedSchema)
-@bp.alt_response(401, description=_UNAUTHORIZED)
-@bp.doc(security=SECURITY)
 def delete_history():
     """Erase all of your solve requests."""
     return {"deleted": service.delete_all(current_user().id)}
 
 
 @bp.get("/export")
-@auth_required
+@authenticated(bp)
 @bp.arguments(ExportQuerySchema, location="query")
-@bp.alt_response(401, description=_UNAUTHORIZED)
 @bp.alt_response(422, description=_BAD_QUERY)
-@bp.doc(security=SECURITY, responses=_EXPORT_DOC)
+@bp.doc(responses=_EXPORT_DOC)
 def export_history(args: dict[str, Any]):
     """Download all your solve requests (NDJSON or CSV), streamed with bounded memory."""
     kind = args["format"]
@@ -108,14 +98,11 @@ def export_history(args: dict[str, Any]):
 
 
 @admin_bp.get("")
-@admin_required
+@authenticated(admin_bp, admin=True)
 @admin_bp.arguments(AdminHistoryQuerySchema, location="query")
 @admin_bp.response(200, HistoryPageSchema)
-@admin_bp.alt_response(401, description=_UNAUTHORIZED)
-@admin_bp.alt_response(403, description="The caller is not an administrator")
 @admin_bp.alt_response(404, description="No user with this name")
 @admin_bp.alt_response(422, description=_BAD_QUERY)
-@admin_bp.doc(security=SECURITY)
 def list_user_history(args: dict[str, Any]):
     """Any user's solve requests, newest first (administrators only)."""
     user = service.user_by_name(args["user"])

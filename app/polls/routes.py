@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response, jsonify, request
 from flask_smorest import Blueprint
 
-from app.auth.decorators import SECURITY, auth_required, current_user
+from app.auth.decorators import authenticated, current_user
 from app.polls import reports, service, stream, votes
 from app.polls.schemas import (
     PollCreateSchema,
@@ -36,12 +36,10 @@ SSE_RESPONSE = {
 
 
 @bp.post("")
-@auth_required
+@authenticated(bp)
 @bp.arguments(PollCreateSchema)
 @bp.response(201, PollSchema)
-@bp.alt_response(401, description="Missing or invalid credentials")
 @bp.alt_response(409, description="A poll with this id exists")
-@bp.doc(security=SECURITY)
 def create_poll(body):
     """Create a poll (optionally restricted to listed voters, or private)."""
     user = current_user()
@@ -49,46 +47,38 @@ def create_poll(body):
 
 
 @bp.get("")
-@auth_required
+@authenticated(bp)
 @bp.arguments(PollListQuerySchema, location="query")
 @bp.response(200, PollPageSchema)
-@bp.alt_response(401, description="Missing or invalid credentials")
-@bp.doc(security=SECURITY)
 def list_polls(query):
     """Polls, newest first (`mine=true`: only mine); follow `next_cursor` for more."""
     return service.list_polls(current_user(), query["mine"], query["limit"], query.get("cursor"))
 
 
 @bp.get("/<poll_id>")
-@auth_required
+@authenticated(bp)
 @bp.response(200, PollSchema)
-@bp.alt_response(401, description="Missing or invalid credentials")
 @bp.alt_response(404, description="No such poll")
-@bp.doc(security=SECURITY)
 def get_poll(poll_id):
     """One poll (its voter list only for the owner and admins)."""
     return service.poll_view(service.get_poll(poll_id), current_user())
 
 
 @bp.delete("/<poll_id>")
-@auth_required
+@authenticated(bp)
 @bp.response(204)
-@bp.alt_response(401, description="Missing or invalid credentials")
 @bp.alt_response(403, description="Not the owner or an admin")
 @bp.alt_response(404, description="No such poll")
-@bp.doc(security=SECURITY)
 def delete_poll(poll_id):
     """Delete a poll with its ballots (owner or admin)."""
     service.delete_poll(poll_id, current_user())
 
 
 @bp.post("/<poll_id>/close")
-@auth_required
+@authenticated(bp)
 @bp.response(200, PollSchema)
-@bp.alt_response(401, description="Missing or invalid credentials")
 @bp.alt_response(403, description="Not the owner or an admin")
 @bp.alt_response(404, description="No such poll")
-@bp.doc(security=SECURITY)
 def close_poll(poll_id):
     """Close the poll now (owner or admin); closing a closed poll changes nothing."""
     user = current_user()
@@ -96,16 +86,15 @@ def close_poll(poll_id):
 
 
 @bp.post("/<poll_id>/votes")
-@auth_required
+@authenticated(bp)
 @bp.arguments(VoteSchema)
 @bp.response(201, VoteResultSchema, description="Ballot recorded")
 @bp.alt_response(200, schema=VoteResultSchema, success=True,
                  description="Ballot replaced (polls that allow vote changes)")
-@bp.alt_response(401, description="Missing or invalid credentials")
 @bp.alt_response(403, description="Not among the poll's voters")
 @bp.alt_response(404, description="No such poll")
 @bp.alt_response(409, description="Already voted, or the poll is not open")
-@bp.doc(security=SECURITY, parameters=[IDEMPOTENCY_HEADER])
+@bp.doc(parameters=[IDEMPOTENCY_HEADER])
 def cast_vote(body, poll_id):
     """Vote once; private polls store only the randomized choice and never echo it."""
     outcome = votes.cast_vote(poll_id, current_user(), body["choices"],
@@ -118,25 +107,22 @@ def cast_vote(body, poll_id):
 
 
 @bp.get("/<poll_id>/report")
-@auth_required
+@authenticated(bp)
 @bp.response(200, ReportSchema)
-@bp.alt_response(401, description="Missing or invalid credentials")
 @bp.alt_response(403, description="Results are hidden until the poll closes")
 @bp.alt_response(404, description="No such poll")
-@bp.doc(security=SECURITY)
 def get_report(poll_id):
     """Shares with 95% intervals and the leader's significance (estimates for private polls)."""
     return jsonify(reports.build_report(reports.visible_report_poll(poll_id, current_user())))
 
 
 @bp.get("/<poll_id>/report/stream")
-@auth_required
-@bp.alt_response(401, description="Missing or invalid credentials")
+@authenticated(bp)
 @bp.alt_response(403, description="Results are hidden until the poll closes")
 @bp.alt_response(404, description="No such poll")
 @bp.alt_response(429, description="Too many live streams of this user; see Retry-After")
 @bp.alt_response(503, description="Too many live streams on this server; see Retry-After")
-@bp.doc(security=SECURITY, responses=SSE_RESPONSE)
+@bp.doc(responses=SSE_RESPONSE)
 def stream_report(poll_id) -> Response:
     """Live report as server-sent events."""
     poll = reports.visible_report_poll(poll_id, current_user())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response, g, jsonify, request
 from flask_smorest import Blueprint
 
-from app.auth.decorators import SECURITY, auth_required, legacy_key_rejection
+from app.auth.decorators import authenticated, legacy_key_rejection
 from app.config import current_settings
 from app.errors import ApiError, field_error
 from app.history import inputs, recording
@@ -74,10 +74,9 @@ def legacy_post():
 
 
 @bp.post("")
-@auth_required
-@bp.doc(requestBody=SOLVE_BODY, security=SECURITY)
+@authenticated(bp)
+@bp.doc(requestBody=SOLVE_BODY)
 @bp.response(200, SolveResultSchema)
-@bp.alt_response(401, description="Missing or invalid credentials")
 @bp.alt_response(413, description="A size limit (named in the answer) is exceeded")
 @bp.alt_response(422, description="The problem is malformed; `errors` points at each bad field")
 @bp.alt_response(503, description="Too many large problems in flight; see Retry-After")
@@ -97,11 +96,10 @@ def solve():
 
 
 @bp.post("/batch")
-@auth_required
-@bp.doc(requestBody=BATCH_BODY, security=SECURITY)
+@authenticated(bp)
+@bp.doc(requestBody=BATCH_BODY)
 @bp.response(200, BatchItemSchema(many=True),
              description="JSON list for a JSON request; `Case #i: ...` lines for text/plain")
-@bp.alt_response(401, description="Missing or invalid credentials")
 @bp.alt_response(413, description="Too many problems or a size limit exceeded")
 @bp.alt_response(422, description="The batch itself is malformed")
 @bp.alt_response(503, description="Too many large problems in flight; see Retry-After")
