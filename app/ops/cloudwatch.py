@@ -42,10 +42,11 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
+from prometheus_client import CollectorRegistry
 
 from app.config import Settings
 from app.ops.logging import configure_logging
+from app.ops.registry import registry
 
 log = logging.getLogger("app.ops.cloudwatch")
 
@@ -72,15 +73,6 @@ Datum = dict[str, Any]
 
 
 # --- pure functions ------------------------------------------------------------------------------
-
-def aggregated_registry() -> CollectorRegistry:
-    """All workers' metrics (multiprocess files), or this process's when not under gunicorn."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return registry
-    return REGISTRY
-
 
 def snapshot(registry: CollectorRegistry) -> Snapshot:
     """Every counter and histogram sample, keyed by sample name and sorted labels."""
@@ -275,7 +267,7 @@ class Publisher:
     """One reading -> PutMetricData calls. `cycle` is what the loop runs every interval."""
 
     def __init__(self, client: Any, namespace: str, environment: str,
-                 registry_factory: Callable[[], CollectorRegistry] = aggregated_registry,
+                 registry_factory: Callable[[], CollectorRegistry] = registry,
                  attempts: int = 4, backoff_seconds: float = 1.0,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.client = client

@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import os
 import time
 from typing import Any
 
 from flask import Flask, Response, request
 from flask_smorest import Blueprint
 from prometheus_client import (
-    REGISTRY,
-    CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
-    multiprocess,
 )
 from prometheus_client.exposition import choose_encoder
 from sqlalchemy import event
@@ -30,6 +26,7 @@ from app.config import current_settings
 from app.db import db
 from app.errors import ApiError
 from app.headers import STARTED
+from app.ops.registry import registry
 
 # 1 ms .. 10 s, roughly x2.5 per step.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -179,19 +176,6 @@ def _on_checkout(*_args: object) -> None:
 
 def _on_checkin(*_args: object) -> None:
     DB_POOL_IN_USE.dec()
-
-
-def registry() -> CollectorRegistry:
-    """All workers' metrics when PROMETHEUS_MULTIPROC_DIR is set, else this process's.
-
-    A fresh registry per call: registering the multiprocess collector on the default registry
-    would export every series twice.
-    """
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        fresh = CollectorRegistry()
-        multiprocess.MultiProcessCollector(fresh)
-        return fresh
-    return REGISTRY
 
 
 def is_loopback(address: str | None) -> bool:

@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 
 from app.ops import cloudwatch
 from app.ops.cloudwatch import DeltaTracker, Publisher, build_datums, histogram_stats, snapshot
+from app.ops.registry import registry
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "PaintShopTest"
@@ -354,8 +355,36 @@ def test_gauges_from_several_worker_processes(tmp_path: Path,
     for rows in ("40", "7"):
         subprocess.run([sys.executable, "-c", code, rows], env=env, check=True, timeout=60)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    assert cloudwatch.gauges(cloudwatch.aggregated_registry()) == {
+    assert cloudwatch.gauges(registry()) == {
         "history_journal_backlog_rows": 40.0}
+
+
+def test_the_default_registry_sums_every_workers_counters(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The publisher as production builds it (no registry_factory) reads the multiprocess files
+    of every worker: the counts of two workers are one total, and the next interval's delta is
+    what any worker added since."""
+    code = ("import sys; from prometheus_client import Counter; "
+            "Counter('http_requests_total', '', ['method', 'route', 'status'])"
+            ".labels('GET', '/v1/', '200').inc(float(sys.argv[1]))")
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+
+    def worker(count: str) -> None:  # each run is another process id, so another file
+        subprocess.run([sys.executable, "-c", code, count], env=env, check=True, timeout=60)
+
+    worker("3")
+    worker("4")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    client = FakeClient()
+    publisher = Publisher(client, NAMESPACE, "test")
+    key = _key("http_requests_total", method="GET", route="/v1/", status="200")
+    assert snapshot(publisher.registry_factory())[key] == 7.0
+    publisher.cycle()  # the baseline
+    worker("5")
+    publisher.cycle()
+    totals = [d["Value"] for d in client.calls[-1] if d["MetricName"] == "RequestCount"
+              and all(dimension["Name"] != "Route" for dimension in d["Dimensions"])]
+    assert totals == [5.0]
 
 
 def test_optional_counters_are_sent_only_while_present() -> None:
