@@ -29,7 +29,6 @@ def expected_heads() -> frozenset[str]:
 
 
 @bp.get("/live")
-@limiter.exempt
 @bp.doc(responses={"200": {"description": "Alive", "content": {"application/json": {"schema": {
     "type": "object", "properties": {"status": {"type": "string", "enum": ["ok"]}}}}}}})
 def live():
@@ -38,7 +37,6 @@ def live():
 
 
 @bp.get("/ready")
-@limiter.exempt
 @bp.doc(responses={"200": {"description": "Ready", "content": {"application/json": {"schema": {
     "type": "object", "properties": {"status": {"type": "string", "enum": ["ok"]},
                                      "checks": {"type": "object"}}}}}}})

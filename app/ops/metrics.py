@@ -207,7 +207,7 @@ def metrics_allowed() -> bool:
 bp = Blueprint("metrics", __name__, description="Prometheus metrics (private)")
 
 
-@bp.get("/metrics")  # exempt from rate limits by its path (app/ops/ratelimit.py)
+@bp.get("/metrics")  # exempt from rate limits (app/ops/ratelimit.py, EXEMPT_PATHS)
 @bp.doc(
     security=[{}, {"metricsToken": []}],  # loopback clients need no token
     responses={"200": {"description": "Prometheus text exposition format, all workers summed",

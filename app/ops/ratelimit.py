@@ -45,8 +45,11 @@ from app.ops.ratelimit_window import (
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
+# The only routes outside the general limit (by path, checked first): the health probes, the
+# metrics scrape, the docs and the service root. Views with limits of their own (`limit`) leave
+# the general bucket too.
 EXEMPT_PREFIXES = ("/health/", "/docs")
-EXEMPT_PATHS = frozenset({"/metrics"})
+EXEMPT_PATHS = frozenset({"/metrics", "/"})
 GENERAL = "general"
 _STATE = "paintshop_ratelimit"
 _DECISION = "paintshop.ratelimit"  # the request's tightest Decision, in the WSGI environ
@@ -89,8 +92,9 @@ class _AppLimits:
             RATELIMIT_DEGRADED.set(0)  # a sample from the start, so its alarm sees data
 
     def skipped_endpoints(self) -> frozenset[str]:
-        """Endpoints exempt from the general bucket (built at the first request, once every
-        view is registered; views exempt from it always exist, so it is never empty then)."""
+        """Endpoints with limits of their own (`Limiter.limit`), outside the general bucket;
+        built at the first request, once every view is registered (login and register always
+        exist, so it is never empty then)."""
         if not self.skipped:
             self.skipped = frozenset(
                 name for name, view in self._app.view_functions.items()
@@ -118,11 +122,6 @@ class Limiter:
         limits = app.extensions[_STATE] = _AppLimits(app, key_func)
         app.before_request(_general_hook(limits))
         app.after_request(add_headers)
-
-    def exempt(self, view: F) -> F:
-        """No general limit for this view (health probes, docs)."""
-        view._ratelimit_skip = True  # type: ignore[attr-defined]
-        return view
 
     def limit(self, setting: str, key_func: Callable[[], str], name: str) -> Callable[[F], F]:
         """An exact limit from the setting `setting` (e.g. "ratelimit_login") per `key_func()`.

@@ -77,10 +77,14 @@ def test_login_and_register_do_not_use_the_general_bucket(limited_app):
     assert client.get(ME).status_code == 401
 
 
-def test_health_probes_and_metrics_are_exempt(limited_app):
+def test_health_probes_metrics_docs_and_the_root_are_exempt(limited_app):
     client = limited_app(RATELIMIT_DEFAULT="1/minute").test_client()
     assert _statuses(client, 5, "/health/live") == [200] * 5
     assert 429 not in _statuses(client, 5, "/metrics")
+    assert _statuses(client, 3, "/docs") == [200] * 3
+    assert _statuses(client, 3, "/docs/swagger-init.js") == [200] * 3
+    assert _statuses(client, 3, "/") == [200] * 3
+    assert _statuses(client, 2, "/openapi.json") == [200, 429]  # the rest is limited
 
 
 def test_users_are_limited_separately_from_their_address(limited_app, register):
