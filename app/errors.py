@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from flask import Flask, Response, current_app, g, has_request_context, json, request
 from sqlalchemy import inspect as sa_inspect
@@ -45,28 +45,25 @@ STATUS_SLUGS = {
 log = logging.getLogger(__name__)
 
 
+class ProblemFields(TypedDict, total=False):
+    """What a problem carries beyond its status and detail: one signature for `ApiError` and
+    `problem_response`."""
+
+    title: str | None
+    slug: str | None  # the `urn:paintshop:problem:<slug>` type; by default from the status
+    errors: list[dict[str, Any]] | None  # `field_error`s: a JSON Pointer and what is wrong
+    headers: Mapping[str, str] | None
+    extra: Mapping[str, Any] | None  # more members of the problem document
+
+
 class ApiError(Exception):
     """An error the API answers with a problem document (raised by services and routes)."""
 
-    def __init__(
-        self,
-        status: int,
-        detail: str,
-        *,
-        title: str | None = None,
-        slug: str | None = None,
-        errors: list[dict[str, Any]] | None = None,
-        headers: Mapping[str, str] | None = None,
-        extra: Mapping[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, status: int, detail: str, **fields: Unpack[ProblemFields]) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
-        self.title = title
-        self.slug = slug
-        self.errors = errors
-        self.headers = dict(headers or {})
-        self.extra = dict(extra or {})
+        self.fields = fields
 
 
 def field_error(pointer: str, detail: str) -> dict[str, str]:
@@ -74,16 +71,10 @@ def field_error(pointer: str, detail: str) -> dict[str, str]:
     return {"pointer": pointer, "detail": detail}
 
 
-def problem_response(
-    status: int,
-    detail: str | None = None,
-    *,
-    title: str | None = None,
-    slug: str | None = None,
-    errors: list[dict[str, Any]] | None = None,
-    headers: Mapping[str, str] | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> Response:
+def problem_response(status: int, detail: str | None = None,
+                     **fields: Unpack[ProblemFields]) -> Response:
+    title, slug, errors = fields.get("title"), fields.get("slug"), fields.get("errors")
+    headers, extra = fields.get("headers"), fields.get("extra")
     request_id = _request_id()
     if _is_legacy_request():
         response = Response(_legacy_text(status, detail, errors), status=status,
@@ -221,15 +212,7 @@ def _allowed_methods(error: HTTPException) -> list[str]:
 
 
 def handle_api_error(error: ApiError) -> Response:
-    return problem_response(
-        error.status,
-        error.detail,
-        title=error.title,
-        slug=error.slug,
-        errors=error.errors,
-        headers=error.headers,
-        extra=error.extra,
-    )
+    return problem_response(error.status, error.detail, **error.fields)
 
 
 def handle_database_unavailable(error: OperationalError) -> Response:
