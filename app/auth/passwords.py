@@ -17,6 +17,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from app.config import current_settings
 from app.errors import ApiError
+from app.extensions import per_app
 from app.ops.metrics import PASSWORD_HASH_REFUSED
 
 BUSY_RETRY_AFTER = "1"
@@ -29,16 +30,17 @@ def _hasher(time_cost: int, memory_kib: int, parallelism: int) -> PasswordHasher
     )
 
 
-@cache
-def _slots(concurrency: int) -> threading.BoundedSemaphore:
-    return threading.BoundedSemaphore(concurrency)
+def hash_slots() -> threading.BoundedSemaphore:
+    """This app's PASSWORD_HASH_CONCURRENCY slots in this process."""
+    return per_app("password_hash_slots", lambda: threading.BoundedSemaphore(
+        current_settings().password_hash_concurrency))
 
 
 @contextmanager
 def hashing_slot() -> Iterator[None]:
     """One of this process's PASSWORD_HASH_CONCURRENCY slots, or a 503 after waiting for one."""
     s = current_settings()
-    slots = _slots(s.password_hash_concurrency)
+    slots = hash_slots()
     if not slots.acquire(timeout=s.password_hash_wait_seconds):
         PASSWORD_HASH_REFUSED.inc()
         raise ApiError(503, f"this server is checking {s.password_hash_concurrency} passwords "

@@ -29,6 +29,7 @@ from app.auth.errors import unauthorized
 from app.auth.models import RevokedToken, TokenFamily, User
 from app.db import db, utcnow
 from app.dbpool import read_one
+from app.extensions import per_app
 from app.ops.metrics import AUTH_FAILURES
 
 FAMILY_CLAIM = "fam"
@@ -159,12 +160,7 @@ def verified_access_claims(token: str) -> dict[str, Any]:
 
 
 def _verified_tokens() -> OrderedDict[str, VerifiedToken]:
-    extensions = current_app.extensions
-    cache = extensions.get("verified_access_tokens")
-    if cache is None:
-        with _verified_lock:
-            cache = extensions.setdefault("verified_access_tokens", OrderedDict())
-    return cache
+    return per_app("verified_access_tokens", OrderedDict)
 
 
 def _detached_user(row: Any) -> User:

@@ -23,14 +23,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Response, current_app, request, stream_with_context
+from flask import Response, request, stream_with_context
 
 from app.config import current_settings
 from app.errors import ApiError
+from app.extensions import per_app
 from app.polls import reports
 
 RECONNECT_MS = 2000
-_slots_lock = threading.Lock()
 
 
 @dataclass
@@ -43,13 +43,8 @@ class _Slots:
 
 
 def stream_slots() -> _Slots:
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    with _slots_lock:
-        slots = app.extensions.get("poll_stream_slots")
-        if slots is None:
-            limit = current_settings(app).poll_stream_max_per_process
-            slots = app.extensions["poll_stream_slots"] = _Slots(threading.BoundedSemaphore(limit))
-    return slots
+    return per_app("poll_stream_slots", lambda: _Slots(threading.BoundedSemaphore(
+        current_settings().poll_stream_max_per_process)))
 
 
 def open_stream(poll_id: str, first_report: dict[str, Any], user_id: int) -> Response:

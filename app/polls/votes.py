@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import JSON, bindparam, func, or_, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -44,6 +43,7 @@ from app.auth.models import User
 from app.db import db, utcnow
 from app.dbpool import autocommit, read_one
 from app.errors import ApiError, field_error
+from app.extensions import per_app
 from app.ops.metrics import VOTES
 from app.polls import stats
 from app.polls.models import (
@@ -215,12 +215,7 @@ def poll_definition(poll_id: str) -> PollDefinition:
 
 
 def _definitions() -> OrderedDict[str, PollDefinition]:
-    extensions = current_app.extensions
-    cache = extensions.get("poll_definitions")
-    if cache is None:
-        with _definitions_lock:
-            cache = extensions.setdefault("poll_definitions", OrderedDict())
-    return cache
+    return per_app("poll_definitions", OrderedDict)
 
 
 def _forget_definition(poll_id: str) -> None:

@@ -16,29 +16,22 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from flask import current_app, request
+from flask import request
 
 from app.config import current_settings
 from app.errors import ApiError
+from app.extensions import per_app
 
 RETRY_AFTER_SECONDS = "1"
 _EXTENSION = "solver_large_slots"
-_create_lock = threading.Lock()
 
 log = logging.getLogger("app.solver")
 
 
 def slots() -> threading.BoundedSemaphore:
     """This app's slots in this process (created on first use, so after gunicorn's fork)."""
-    extensions = current_app.extensions
-    gate = extensions.get(_EXTENSION)
-    if gate is None:
-        with _create_lock:
-            gate = extensions.get(_EXTENSION)
-            if gate is None:
-                limit = current_settings().solver_max_large_in_flight
-                gate = extensions[_EXTENSION] = threading.BoundedSemaphore(limit)
-    return gate
+    return per_app(_EXTENSION, lambda: threading.BoundedSemaphore(
+        current_settings().solver_max_large_in_flight))
 
 
 def is_large() -> bool:
