@@ -147,7 +147,8 @@ def run(cfg: stack.Config, out: Path):
                        f"instance {port}: /health/ready {status}, ratelimit "
                        f"{body.get('checks', {}).get('ratelimit')!r} (200, 'degraded')")
     for port, text in metrics.items():
-        degraded = text is not None and "\nratelimit_storage_degraded 1.0" in "\n" + text
+        degraded = text is not None and any(
+            value == 1 for _labels, value in base.samples(text, "ratelimit_storage_degraded"))
         verdict.expect(degraded, f"instance {port}: ratelimit_storage_degraded 1 in /metrics")
     changes = [line for line in lines if "rate-limit store" in line]
     tracebacks = [line for line in lines if "Traceback" in line]

@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import socket
 import ssl
 import subprocess
@@ -42,6 +41,8 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from faults import checks, drill_journal, drill_long_lines, drill_redis_hang, drill_slow_clients
 from load import report
@@ -151,6 +152,13 @@ def _metrics(cfg: stack.Config, port: int) -> str | None:
     return body.decode() if status == 200 else None
 
 
+def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """The (labels, value) samples called `name` in Prometheus text (a counter's `_total`)."""
+    return [(sample.labels, sample.value)
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples if sample.name == name]
+
+
 def _history_counters(cfg: stack.Config) -> dict[str, int] | None:
     """history_journal_write_failures_total and history_loader_rows_total over every instance."""
     totals = {"history_journal_write_failures_total": 0, "history_loader_rows_total": 0}
@@ -159,8 +167,7 @@ def _history_counters(cfg: stack.Config) -> dict[str, int] | None:
         if text is None:
             return None
         for name in totals:
-            totals[name] += sum(int(float(v)) for v in re.findall(
-                rf"^{name}(?:\{{[^}}]*\}})?\s+([0-9.e+-]+)$", text, re.MULTILINE))
+            totals[name] += int(sum(value for _labels, value in samples(text, name)))
     return totals
 
 
@@ -412,7 +419,6 @@ def drill_slow(cfg: stack.Config, out: Path) -> Verdict:
 # --- drill: fault injection ---------------------------------------------------------------------
 
 SOLVER_ROUTES = ("/v1/", "/api/v2/solve", "/api/v2/solve/batch")
-_SAMPLE = re.compile(r'^http_requests_total\{([^}]*)\}\s+([0-9.e+]+)$', re.MULTILINE)
 
 
 def _solver_counts(cfg: stack.Config) -> tuple[int, int] | None:
@@ -422,11 +428,10 @@ def _solver_counts(cfg: stack.Config) -> tuple[int, int] | None:
         text = _metrics(cfg, port)
         if text is None:
             return None
-        for labels, value in _SAMPLE.findall(text):
-            parts = dict(re.findall(r'(\w+)="([^"]*)"', labels))
-            if parts.get("route") in SOLVER_ROUTES:
-                total += int(float(value))
-                injected += int(float(value)) if parts.get("status") == "503" else 0
+        for labels, value in samples(text, "http_requests_total"):
+            if labels.get("route") in SOLVER_ROUTES:
+                total += int(value)
+                injected += int(value) if labels.get("status") == "503" else 0
     return injected, total
 
 

@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 
 from app.db import db
+from faults.drills import samples
 
 EXTERNAL = {"REMOTE_ADDR": "203.0.113.7"}
 
@@ -182,3 +183,15 @@ def test_request_series_stay_bounded_under_random_methods_and_paths(client: Flas
         method = "".join(rng.choices(string.ascii_uppercase, k=8))
         client.open("/" + "".join(rng.choices(string.ascii_lowercase, k=12)), method=method)
     assert series() - before <= 2  # at most the /metrics scrape's own series and one status
+
+
+def test_the_fault_drills_read_the_served_text(client: FlaskClient) -> None:
+    """faults/drills.py reads /metrics through prometheus_client's parser: the counts it gets
+    from the served text are the registry's."""
+    client.get('/v1/?input={"colors":1,"customers":1,"demands":[[1,1,0]]}')
+    text = client.get("/metrics").get_data(as_text=True)
+    solved = [v for labels, v in samples(text, "http_requests_total")
+              if labels == {"method": "GET", "route": "/v1/", "status": "200"}]
+    assert solved == [value("http_requests_total", method="GET", route="/v1/", status="200")]
+    assert solved[0] >= 1
+    assert samples(text, "no_such_metric_total") == []
