@@ -41,11 +41,13 @@ test: install-dev lint
 	$(BIN)/lint-imports
 	$(BIN)/pytest
 
-## Solver parse/solve vs json.loads; history recording cost and export rate; votes/s; the
+## Solver parse/solve vs json.loads; the old 2^N algorithm vs the linear one; history recording
+## cost and export rate; votes/s; the
 ## CPU of one small legacy solve, part by part. The history, polls and request-cost benchmarks
 ## use the local PostgreSQL (databases they create); request cost also uses Redis (db 13).
 bench: install-dev
 	$(BIN)/python -m bench.bench_solver
+	$(BIN)/python -m bench.bench_exponential
 	$(BIN)/python -m bench.bench_history
 	$(BIN)/python -m bench.bench_polls
 	$(BIN)/python -m bench.bench_request_cost

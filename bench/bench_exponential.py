@@ -1,6 +1,6 @@
 """The old exponential algorithm against the linear solver, on the same problems.
 
-    python -m load.bench_exponential [--max-colors 22] [--json load/results/bench.json]
+    python -m bench.bench_exponential [--max-colors 22] [--json bench/results/exponential.json]
 
 The old service tried every one of the 2^N glossy/matte plans and kept the cheapest that
 satisfies every customer. It is reproduced here (plans as bit masks, a plan rejected at the first
