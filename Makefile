@@ -43,8 +43,8 @@ test: install-dev lint
 
 ## Solver parse/solve vs json.loads; the old 2^N algorithm vs the linear one; history recording
 ## cost and export rate; votes/s; the CPU of one small legacy solve, part by part. The history,
-## polls and request-cost benchmarks
-## use the local PostgreSQL (databases they create); request cost also uses Redis (db 13).
+## polls and request-cost benchmarks use the local PostgreSQL (databases they create); request
+## cost also uses Redis (db 13).
 bench: install-dev
 	$(BIN)/python -m bench.bench_solver
 	$(BIN)/python -m bench.bench_exponential
