@@ -8,9 +8,11 @@ from collections.abc import Callable
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 
 from app.db import db
+from app.ops.cloudwatch import histogram_stats, snapshot
+from app.ops.metrics import LATENCY_BUCKETS
 from faults.drills import samples
 
 EXTERNAL = {"REMOTE_ADDR": "203.0.113.7"}
@@ -55,10 +57,16 @@ def test_request_duration_is_observed_per_route(client: FlaskClient) -> None:
     assert value("http_request_duration_seconds_bucket", route="/health/live", le="10.0") >= 1
 
 
-def test_latency_buckets_resolve_1ms_to_10s() -> None:
-    from app.ops.metrics import LATENCY_BUCKETS
-
-    assert LATENCY_BUCKETS[0] == 0.001 and LATENCY_BUCKETS[-1] == 10.0
+@pytest.mark.parametrize(("seconds", "low_ms", "high_ms"), [
+    (0.0008, 0.0, 1.0), (0.0015, 1.0, 2.5), (0.4, 250.0, 500.0), (9.0, 5000.0, 10000.0)])
+def test_latency_buckets_resolve_1ms_to_10s(seconds: float, low_ms: float,
+                                            high_ms: float) -> None:
+    """The Minimum and Maximum published to CloudWatch are bucket edges: a duration between
+    1 ms and 10 s is placed within one step of x2.5 (below 1 ms, under 1 ms)."""
+    registry = CollectorRegistry()
+    Histogram("h_seconds", "", buckets=LATENCY_BUCKETS, registry=registry).observe(seconds)
+    stats = histogram_stats(snapshot(registry), "h_seconds")[None]
+    assert low_ms <= stats["Minimum"] <= seconds * 1000 <= stats["Maximum"] <= high_ms
 
 
 def test_pool_gauge_counts_checked_out_connections(app: Flask) -> None:
