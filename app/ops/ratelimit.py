@@ -27,7 +27,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Flask, Response, current_app, request
-from limits import parse
+from limits import RateLimitItem, parse
 
 from app.config import current_settings
 from app.errors import ApiError
@@ -147,10 +147,8 @@ class Limiter:
         limits = _state()
         if limits is None:
             return
-        item = parse(limit)
-        now = time.time()
-        index, reset = window(item, now)
-        count = limits.store.incr(window_key(name, item, identity, index), ttl(reset, now))
+        item, key, reset, now = _exact_window(name, limit, identity)
+        count = limits.store.incr(key, ttl(reset, now))
         decision = Decision(count <= item.amount, item, max(0, item.amount - count), reset)
         _remember(decision)
         if not decision.allowed:
@@ -160,20 +158,16 @@ class Limiter:
         """Count one hit against an exact limit without refusing anything (e.g. a failure)."""
         limits = _state()
         if limits is not None:
-            item = parse(limit)
-            now = time.time()
-            index, reset = window(item, now)
-            limits.store.incr(window_key(name, item, identity, index), ttl(reset, now))
+            _item, key, reset, now = _exact_window(name, limit, identity)
+            limits.store.incr(key, ttl(reset, now))
 
     def check(self, name: str, limit: str, identity: str, *, detail: str | None = None) -> None:
         """Raise `RateLimited` if `identity` already used up `limit`; counts nothing."""
         limits = _state()
         if limits is None:
             return
-        item = parse(limit)
-        now = time.time()
-        index, reset = window(item, now)
-        if limits.store.get(window_key(name, item, identity, index)) >= item.amount:
+        item, key, reset, _now = _exact_window(name, limit, identity)
+        if limits.store.get(key) >= item.amount:
             raise RateLimited(Decision(False, item, 0, reset), detail)
 
     def mark(self, key: str, seconds: int) -> None:
@@ -201,6 +195,14 @@ limiter = Limiter()
 
 def _state() -> _AppLimits | None:
     return current_app.extensions.get(_STATE)
+
+
+def _exact_window(name: str, limit: str, identity: str) -> tuple[RateLimitItem, str, float, float]:
+    """The parsed `limit`, the store key of `identity`'s current window, its reset and now."""
+    item = parse(limit)
+    now = time.time()
+    index, reset = window(item, now)
+    return item, window_key(name, item, identity, index), reset, now
 
 
 def _general_hook(limits: _AppLimits) -> Callable[[], None]:
