@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from app.auth.api_keys import MAX_ACTIVE_KEYS
 from app.auth.models import ApiKey
 from app.db import db, utcnow
 
@@ -142,15 +143,15 @@ def test_key_management_needs_credentials(client):
     assert client.post(f"{KEYS}/1/rotate").status_code == 401
 
 
-def test_too_many_keys_are_refused(client, register, monkeypatch):
-    from app.auth import api_keys
-
-    monkeypatch.setattr(api_keys, "MAX_ACTIVE_KEYS", 2)
+def test_too_many_keys_are_refused(client, register):
     user = register()
-    _create(client, user)
-    _create(client, user)
-    response = client.post(KEYS, headers=user["headers"], json={"name": "third"})
+    created = [_create(client, user) for _ in range(MAX_ACTIVE_KEYS)]
+    response = client.post(KEYS, headers=user["headers"], json={"name": "one too many"})
     assert response.status_code == 409
+    assert response.get_json()["detail"].startswith(f"at most {MAX_ACTIVE_KEYS} active API keys")
+    revoked = client.delete(f"{KEYS}/{created[0]['id']}", headers=user["headers"])
+    assert revoked.status_code == 204
+    assert client.post(KEYS, headers=user["headers"], json={"name": "again"}).status_code == 201
 
 
 def test_expiry_is_bounded(client, register):
