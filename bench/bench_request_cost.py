@@ -27,6 +27,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,8 @@ def drop_parts(application: Any, parts: list[str]) -> None:
             lambda: Response("1 0 0 0 0", mimetype="text/plain"))
 
 
-def measure(kind: str, requests: int, rounds: int, parts: list[str] | None = None
-            ) -> dict[str, float]:
+def measure(kind: str, requests: int, rounds: int, parts: list[str] | None = None,
+            threads: int = 1) -> dict[str, float]:
     """In the child process: build the app of `kind` and time `requests` calls, best round."""
     if kind == "app":
         from app import create_app
@@ -109,11 +110,20 @@ def measure(kind: str, requests: int, rounds: int, parts: list[str] | None = Non
         call()
     if not statuses[-1].startswith("200"):
         raise RuntimeError(f"{kind}: {statuses[-1]}")
+    def calls(count: int) -> None:
+        for _ in range(count):
+            call()
+
     best_cpu = best_wall = float("inf")
     for _ in range(rounds):
+        workers = [threading.Thread(target=calls, args=(requests // threads,))
+                   for _ in range(threads - 1)]
         cpu, wall = time.process_time(), time.perf_counter()
-        for _ in range(requests):
-            call()
+        for worker in workers:  # gunicorn's gthread: requests on threads sharing the GIL
+            worker.start()
+        calls(requests - (threads - 1) * (requests // threads))
+        for worker in workers:
+            worker.join()
         best_cpu = min(best_cpu, (time.process_time() - cpu) / requests)
         best_wall = min(best_wall, (time.perf_counter() - wall) / requests)
     if any(not status.startswith("200") for status in statuses):
@@ -163,6 +173,7 @@ def run_child(env: dict[str, str], kind: str, settings: dict[str, str], parts: l
     done = subprocess.run(
         [sys.executable, "-m", "bench.bench_request_cost", "--child", kind,
          "--requests", str(args.requests), "--rounds", str(args.rounds),
+         "--threads", str(args.threads),
          *(["--drop", ",".join(parts)] if parts else [])],
         cwd=ROOT, env={**env, **settings}, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True, timeout=600, check=False)
@@ -175,19 +186,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads calling the app at once (staging's gunicorn: 8); the "
+                             "targets are for 1")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--drop", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         parts = [part for part in args.drop.split(",") if part]
-        result = measure(args.child, args.requests, args.rounds, parts)
+        result = measure(args.child, args.requests, args.rounds, parts, args.threads)
         sys.__stderr__.write(json.dumps(result) + "\n")
         return 0
     env = prepare()
     if env is None:
         return 0
-    print(f"CPU and wall time per request, best of {args.rounds} x {args.requests} "
-          "sequential calls in one process")
+    print(f"CPU and wall time per request, best of {args.rounds} x {args.requests} calls "
+          + ("one after another" if args.threads == 1 else f"from {args.threads} threads")
+          + " in one process")
     print(f"{'configuration':<40} {'CPU µs':>8} {'wall µs':>8} {'part µs':>8}")
     cpu: dict[str, float] = {}
     for label, kind, settings, parts, against in CONFIGURATIONS:
