@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import msgspec
 from flask import Flask, current_app
 
 from app.history import inputs
@@ -64,6 +65,7 @@ OPEN, CLOSED, CREATING = ".open", ".seg", ".tmp"
 GAUGE_INTERVAL_SECONDS = 1.0
 _USER_AGENT_MAX = 256
 _ADDRESS_MAX = 64
+_ENCODER = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +122,12 @@ def _reason(exc: Exception) -> str:
 
 
 def _fields(journal: Journal, caller: Caller, endpoint: str, kind: str, raw: str | bytes,
-            solves: Sequence[Solve]) -> str:
-    """The record after its key as JSON text without the opening '[' (the key comes first)."""
+            solves: Sequence[Solve]) -> bytes:
+    """The record after its key as JSON (UTF-8) without the opening '[' (the key comes first).
+
+    msgspec writes it in a tenth of json.dumps's time; a text with a lone surrogate (bytes that
+    were not UTF-8, kept with surrogateescape) has no UTF-8 form and takes json's ASCII escapes.
+    """
     batch = endpoint == "batch"
     if len(raw) > journal.inline_bytes:
         stored: list[Any] = [
@@ -137,12 +143,16 @@ def _fields(journal: Journal, caller: Caller, endpoint: str, kind: str, raw: str
     rows = [[index if batch else None, *solve, stored[index]]
             for index, solve in enumerate(solves)]
     agent = caller.user_agent
-    return json.dumps([
+    record = [
         time.time_ns() // 1000, caller.user_id, caller.api_key_id,
         caller.address[:_ADDRESS_MAX] if caller.address else None,
         agent[:_USER_AGENT_MAX] if agent else None,
         caller.request_id, endpoint, kind, text, rows,
-    ])[1:]
+    ]
+    try:
+        return _ENCODER.encode(record)[1:]
+    except UnicodeEncodeError:
+        return json.dumps(record)[1:].encode()
 
 
 # --- the journal writer (one per directory per process) ------------------------------------------
@@ -190,13 +200,15 @@ class Journal:
                 os.close(inherited.fd)
         self._lock = threading.Lock()  # a parent's thread may have held it at fork time
         self.backlog = Backlog(self.directory)
-        self._prefix = secrets.token_hex(6)  # with the sequence: unique per request, never reused
+        self._prefix = secrets.token_hex(6).encode()  # with the sequence: unique per request
         self._sequence = itertools.count()
         self._thread: threading.Thread | None = None
 
-    def write(self, fields: str) -> None:
+    def write(self, fields: bytes | str) -> None:
         """One line, one os.write; raises OSError (the segment is retired: a new one begins)."""
-        line = f'["{self._prefix}{next(self._sequence):x}",{fields}\n'.encode()
+        if isinstance(fields, str):
+            fields = fields.encode()
+        line = b'["%s%x",%s\n' % (self._prefix, next(self._sequence), fields)
         done: _Segment | None = None
         try:
             with self._lock:

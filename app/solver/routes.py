@@ -153,10 +153,11 @@ def _record(endpoint: str, kind: str, raw: str | bytes, outcomes: list[service.O
     """History: the caller and each outcome as plain values, appended to the journal."""
     if not recording.enabled():
         return
-    user, key = g.get("current_user"), g.get("api_key")
+    ctx_g, environ = g._get_current_object(), request.environ  # one proxy lookup each
+    user, key = ctx_g.get("current_user"), ctx_g.get("api_key")
     caller = recording.Caller(user.id if user is not None else None,
-                              key.id if key is not None else None, request.remote_addr,
-                              request.headers.get("User-Agent"), g.get("request_id"))
+                              key.id if key is not None else None, environ.get("REMOTE_ADDR"),
+                              environ.get("HTTP_USER_AGENT"), ctx_g.get("request_id"))
     recording.record(caller, endpoint, kind, raw, [_history_solve(o) for o in outcomes])
 
 

@@ -141,14 +141,19 @@ def test_a_segment_of_an_unknown_format_is_set_aside(app):
     (directory / "rejected").rmdir()
 
 
-@pytest.mark.parametrize("raw", ["{not json", json.dumps(GOOD).encode()])
-def test_text_and_bytes_inputs_round_trip_through_the_journal(app, client, raw):
+@pytest.mark.parametrize(("raw", "stored"), [
+    ("{not json", "{not json"),
+    (json.dumps(GOOD).encode(), GOOD),
+    ("{\"note\": \"caf\u00e9 \u2603\", \"colors\": 1}", {"note": "caf\u00e9 \u2603", "colors": 1}),
+    (b"\xff\xfe{not utf-8", "\ufffd\ufffd{not utf-8"),  # a lone surrogate in the journal
+])
+def test_text_and_bytes_inputs_round_trip_through_the_journal(app, client, raw, stored):
     if isinstance(raw, bytes):
         client.post("/v1/", data=raw, content_type="application/json")
     else:
         client.post("/v1/", data={"input": raw})
     [row] = rows(app)
-    assert row.input == (GOOD if isinstance(raw, bytes) else raw)
+    assert row.input == stored
 
 
 def test_a_request_costs_one_write_and_no_fsync(client, monkeypatch):
