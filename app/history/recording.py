@@ -217,23 +217,22 @@ class Journal:
         except OSError as exc:
             self.failing = _reason(exc)
             raise
+        written = 0
         try:
             written = os.write(segment.fd, line)
             if written != len(line):  # disk full mid-line: the torn line ends the segment
                 raise OSError(28, "short write to the history journal")
         except OSError as exc:
             self.failing = _reason(exc)
+            raise
+        finally:  # whatever happened, this writer is out of the segment
             with self._lock:
                 segment.writers -= 1
-                done = self._retire(segment)
+                segment.size += written
+                if (written != len(line) or segment.size >= self.segment_bytes
+                        or segment.retired):
+                    done = self._retire(segment)
             self._finish(done)
-            raise
-        with self._lock:
-            segment.writers -= 1
-            segment.size += written
-            if segment.size >= self.segment_bytes or segment.retired:
-                done = self._retire(segment)
-        self._finish(done)
         if self.failing is not None:
             self.failing = None
 
@@ -291,7 +290,8 @@ class Journal:
         except OSError as exc:  # the loader takes it as an abandoned .open segment
             log.warning("history journal segment not closed (%s)", _reason(exc))
         finally:
-            os.close(segment.fd)
+            with contextlib.suppress(OSError):  # the lines are in; nothing to do about it
+                os.close(segment.fd)
 
     def _run(self) -> None:
         """Close segments once rotate_seconds old; publish the backlog gauges every second."""

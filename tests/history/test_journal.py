@@ -271,3 +271,22 @@ def test_a_child_process_does_not_keep_its_parents_segment_locked(tmp_path):
         os.write(writer, b"x")
         os.close(writer)
         os.waitpid(pid, 0)
+
+
+def test_a_write_interrupted_by_any_exception_leaves_its_segment_closable(tmp_path, monkeypatch):
+    """The writer count drops whatever the write raised, so the segment is still closed."""
+    journal = recording.Journal(tmp_path, rotate_seconds=60, segment_bytes=1 << 20,
+                                inline_bytes=1 << 20, max_input_bytes=1 << 16)
+    journal.write(_record_fields("kept"))
+
+    def interrupted(_fd: int, _data: bytes) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(recording.os, "write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        journal.write(_record_fields("interrupted"))
+    monkeypatch.undo()
+    journal.close()
+    [name] = journal_files(tmp_path)
+    assert name.endswith(recording.CLOSED)
+    assert [json.loads(x)[6] for x in (tmp_path / name).read_text().splitlines()[1:]] == ["kept"]
