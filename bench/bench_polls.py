@@ -406,7 +406,12 @@ def main(argv: list[str] | None = None) -> int:
     ROUNDS = args.rounds
 
     url = args.database_url
-    prepare_database(url)
+    try:
+        prepare_database(url)
+    except sa.exc.OperationalError as exc:
+        where = make_url(url).render_as_string(hide_password=True)
+        print(f"skipped: the database at {where} is unreachable ({type(exc.orig).__name__})")
+        return 0
     APP = build_app(url, args.threads)
     setup = time.perf_counter()
     voters = make_voters(args.processes * args.threads, args.voters_per_thread)
