@@ -71,6 +71,9 @@ logconfig_dict = {
     "loggers": {
         "gunicorn.error": {"level": loglevel.upper(), "handlers": ["json"], "propagate": False},
         "gunicorn.access": {"level": "INFO", "handlers": ["json_access"], "propagate": False},
+        # Importing the app imports alembic (readiness compares the migration head), which logs
+        # one INFO line per autogenerate plugin in every worker before create_app runs.
+        "alembic.runtime.plugins": {"level": "WARNING"},
     },
 }
 
