@@ -4,14 +4,13 @@ one log line per state change, the degraded gauge and readiness (still 200)."""
 from __future__ import annotations
 
 import logging
-import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
 import redis
 
 from app.ops.ratelimit_store import CLOSED, HALF_OPEN, OPEN, Breaker, SharedStore
+from faults.drill_redis_hang import hung_redis as hung_redis_listener
 from tests.conftest import metric
 
 ME = "/api/v2/auth/me"
@@ -28,29 +27,9 @@ class Clock:
 
 @pytest.fixture
 def hung_redis() -> Iterator[str]:
-    """A listener that accepts connections and never answers (a hung Redis)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.05)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
-    stop.set()
-    thread.join()
-    for connection in held:
-        connection.close()
-    server.close()
+    """A listener that accepts connections and never answers (the drill's hung Redis)."""
+    with hung_redis_listener() as url:
+        yield url
 
 
 REFUSED = "redis://127.0.0.1:1/0"
