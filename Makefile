@@ -46,11 +46,11 @@ test: install-dev lint
 ## polls and request-cost benchmarks use the local PostgreSQL (databases they create); request
 ## cost also uses Redis (db 13).
 bench: install-dev
-	$(BIN)/python -m bench.bench_solver
-	$(BIN)/python -m bench.bench_exponential
-	$(BIN)/python -m bench.bench_history
-	$(BIN)/python -m bench.bench_polls
-	$(BIN)/python -m bench.bench_request_cost
+	$(BIN)/python -m tools.bench.bench_solver
+	$(BIN)/python -m tools.bench.bench_exponential
+	$(BIN)/python -m tools.bench.bench_history
+	$(BIN)/python -m tools.bench.bench_polls
+	$(BIN)/python -m tools.bench.bench_request_cost
 
 ## CloudFormation and Elastic Beanstalk option checks (offline).
 lint-infra: install-dev
@@ -101,35 +101,36 @@ staging: install-dev
 	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || \
 		(apt-get update && apt-get install -y nginx)
 	@command -v openssl >/dev/null 2>&1 || (apt-get update && apt-get install -y openssl)
-	$(BIN)/python -m staging.stack start
+	$(BIN)/python -m tools.staging.stack start
 
-## Stops exactly the processes recorded in staging/run/pids.
+## Stops exactly the processes recorded in tools/staging/run/pids.
 staging-stop:
-	$(STAGING_PY) -m staging.stack stop
+	$(STAGING_PY) -m tools.staging.stack stop
 
-## Bounded locust run against staging (LOAD_DURATION=60 LOAD_USERS=20); results in load/results/.
+## Bounded locust run against staging (LOAD_DURATION=60 LOAD_USERS=20); results in
+## tools/load/results/.
 load: install-dev
-	@test -f staging/run/state.json || $(MAKE) staging
-	$(BIN)/python -m load.run
+	@test -f tools/staging/run/state.json || $(MAKE) staging
+	$(BIN)/python -m tools.load.run
 
 ## Full stack against the bare WSGI and Flask hello routes through the same TLS proxy (wrk).
 compare-bare: install-dev
 	@command -v wrk >/dev/null 2>&1 || (apt-get update && apt-get install -y wrk)
-	@test -f staging/run/state.json || $(MAKE) staging
-	$(BIN)/python -m load.compare_bare
+	@test -f tools/staging/run/state.json || $(MAKE) staging
+	$(BIN)/python -m tools.load.compare_bare
 
 ## Re-votes on one poll through the load balancer (wrk + Lua, 128 voters) against pgbench of the
 ## same vote transaction at its leanest, in one run; prints the ratio (target >= 0.25).
 compare-votes: install-dev
 	@command -v wrk >/dev/null 2>&1 || (apt-get update && apt-get install -y wrk)
 	@command -v pgbench >/dev/null 2>&1 || (apt-get update && apt-get install -y postgresql-contrib)
-	@test -f staging/run/state.json || $(MAKE) staging
-	$(BIN)/python -m load.compare_votes
+	@test -f tools/staging/run/state.json || $(MAKE) staging
+	$(BIN)/python -m tools.load.compare_votes
 
 ## Fault drills under load, each with a PASS/FAIL verdict (restarts PostgreSQL once).
 faults: install-dev
-	@test -f staging/run/state.json || $(MAKE) staging
-	$(BIN)/python -m faults.drills $(DRILLS)
+	@test -f tools/staging/run/state.json || $(MAKE) staging
+	$(BIN)/python -m tools.faults.drills $(DRILLS)
 
 ## The CI short version: own ports and database, short load, kill one instance (< 3 minutes).
 staging-ci: install-dev

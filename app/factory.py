@@ -50,7 +50,7 @@ MODELS = (auth_models, history_models, polls_models)
 class ServiceFlask(Flask):
     """Flask, with `ensure_sync` remembered per function: Flask asks `inspect` for every hook
     and view of every request whether it is a coroutine function, and the answer never changes
-    (about 3 µs of a small legacy solve's CPU; bench/bench_request_cost.py)."""
+    (about 3 µs of a small legacy solve's CPU; tools/bench/bench_request_cost.py)."""
 
     def ensure_sync(self, func: Any) -> Any:
         known = self._sync_funcs

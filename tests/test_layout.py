@@ -1,6 +1,7 @@
 """The tests mirror `app/`: each test package is named after the `app/` package it tests, so a
 newcomer finds the tests of `app/polls/` in `tests/polls/`. Tests of modules at the top of `app/`
-sit at the top of `tests/`. The only other packages are listed in OTHER with what they test."""
+sit at the top of `tests/`. Tests of a tool mirror `tools/` the same way (`tests/tools/faults/` for
+`tools/faults/`). The only other packages are listed in OTHER with what they test."""
 
 from __future__ import annotations
 
@@ -28,13 +29,16 @@ def packages(top: Path) -> set[str]:
     return found
 
 
-def test_every_test_package_mirrors_an_app_package() -> None:
-    app_packages = packages(ROOT / "app")
-    strays = {
-        name for name in packages(ROOT / "tests")
-        if name not in app_packages and name.split(".")[0] not in OTHER
-    }
-    assert not strays, f"test packages with no app/ package of that name: {sorted(strays)}"
+def strays(tests: set[str], app: set[str], tools: set[str]) -> set[str]:
+    """Test packages that mirror neither an `app/` package nor (as `tools.<name>`) a `tools/`
+    package, and are not in OTHER."""
+    mirrored = app | {"tools"} | {f"tools.{name}" for name in tools}
+    return {name for name in tests if name not in mirrored and name.split(".")[0] not in OTHER}
+
+
+def test_every_test_package_mirrors_an_app_or_tools_package() -> None:
+    found = strays(packages(ROOT / "tests"), packages(ROOT / "app"), packages(ROOT / "tools"))
+    assert not found, f"test packages with no app/ or tools/ package of that name: {sorted(found)}"
 
 
 def test_every_test_package_is_a_package() -> None:
@@ -50,6 +54,12 @@ def test_the_check_sees_a_stray(tmp_path: Path) -> None:
     (tmp_path / "core" / "test_x.py").write_text("")
     (tmp_path / "test_top.py").write_text("")
     assert packages(tmp_path) == {"core"}
+
+
+def test_tests_of_tools_mirror_tools() -> None:
+    tests = {"polls", "tools", "tools.faults", "tools.faultz", "tools.polls", "bench", "e2e.x"}
+    assert strays(tests, app={"polls"}, tools={"faults", "load"}) == {
+        "tools.faultz", "tools.polls", "bench"}
 
 
 def lazy_imports_without_reason(source: str) -> list[int]:

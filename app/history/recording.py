@@ -3,7 +3,7 @@
 The route hands over plain values (the caller, and per solve its outcome); this module reads no
 request and imports no solver. Everything expensive (decoding the input, its canonical digest and
 size, the database write) is the loader's (loader.py), so a request pays for one `json.dumps` of
-small values and one `os.write`, about 10 µs (bench/bench_history.py).
+small values and one `os.write`, about 10 µs (tools/bench/bench_history.py).
 
 The journal is a directory per instance (HISTORY_JOURNAL_DIR) of segment files:
 

@@ -1,7 +1,7 @@
 """Run an nginx configuration for real in front of a stub upstream (tests of the proxy's limits).
 
 The production file (.platform/nginx/nginx.conf) is rewritten only where it names paths that
-exist on an Elastic Beanstalk instance; the rehearsal's is rendered by staging/stack.py as
+exist on an Elastic Beanstalk instance; the rehearsal's is rendered by tools/staging/stack.py as
 `make staging` renders it. Both then answer on 127.0.0.1 like the real thing.
 """
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from faults import drill_long_lines
+from tools.faults import drill_long_lines
 
 from ._cfn import ROOT
 
@@ -145,8 +145,9 @@ class Rehearsal:
 
 @contextmanager
 def rehearsal(tmp: Path) -> Iterator[Rehearsal]:
-    """The rehearsal's load balancer (HTTPS) as staging/stack.py renders it, before the stub."""
-    from staging import stack  # the rehearsal's own renderer; imported only where nginx runs
+    """The rehearsal's load balancer (HTTPS) as tools/staging/stack.py renders it, before the
+    stub."""
+    from tools.staging import stack  # the rehearsal's own renderer; imported only where nginx runs
 
     assert NGINX, "nginx is not installed"
     with upstream() as up:
@@ -169,5 +170,6 @@ def connect(target: str | Rehearsal, timeout: float = 10) -> socket.socket:
 
 
 def request_line_status(target: str | Rehearsal, path: str) -> tuple[int, float]:
-    """(status, seconds) for `GET <path>` (the drill's own client: faults/drill_long_lines.py)."""
+    """(status, seconds) for `GET <path>` (the drill's own client:
+    tools/faults/drill_long_lines.py)."""
     return drill_long_lines.request_line_status(connect(target), path)

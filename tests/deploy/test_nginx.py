@@ -1,5 +1,5 @@
 """The nginx override in .platform/nginx/: limits match the app; timeouts match gunicorn, ALB;
-slow-client protections match the rehearsal's proxy (staging/nginx.conf.template).
+slow-client protections match the rehearsal's proxy (tools/staging/nginx.conf.template).
 
 Where nginx is installed, both configurations also run for real in front of a stub upstream:
 the 16 KB request-line cap (issue 17 item 9) and the per-address connection limit are checked
@@ -20,14 +20,14 @@ from pathlib import Path
 import pytest
 
 from app.errors import PROBLEM_TYPE_PREFIX, STATUS_SLUGS
-from faults import drill_long_lines
+from tools.faults import drill_long_lines
 
 from . import _nginx
 from ._cfn import ROOT, environment_option_settings
 
 NGINX_DIR = ROOT / ".platform" / "nginx"
 NGINX_CONF = NGINX_DIR / "nginx.conf"
-STAGING_CONF = ROOT / "staging" / "nginx.conf.template"
+STAGING_CONF = ROOT / "tools" / "staging" / "nginx.conf.template"
 GUNICORN_TIMEOUT_S = 60  # gunicorn.conf.py default `timeout`
 GUNICORN_KEEPALIVE_S = 75  # gunicorn.conf.py default `keepalive`
 MAX_CONTENT_LENGTH = 16 * 1024 * 1024  # app default MAX_CONTENT_LENGTH
@@ -169,7 +169,7 @@ PROTECTIONS = (
 @pytest.fixture(scope="module")
 def staging(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The rehearsal's nginx.conf as `make staging` renders it with its default settings."""
-    from staging import stack  # the rehearsal's own renderer
+    from tools.staging import stack  # the rehearsal's own renderer
 
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("STAGING_")}
     try:

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from staging import stack
+from tools.staging import stack
 
-# The rehearsal's certificate is self-signed on purpose; load/setup.py silences urllib3's warning
-# at import, which lasts only for the test that first imports it.
+# The rehearsal's certificate is self-signed on purpose; tools/load/setup.py silences urllib3's
+# warning at import, which lasts only for the test that first imports it.
 pytestmark = [pytest.mark.e2e,
               pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")]
 
@@ -94,8 +94,8 @@ def test_instances_see_the_client_scheme_through_the_proxy(staging: stack.Config
 def test_a_killed_worker_loses_no_history_row(staging: stack.Config, tmp_path: Path) -> None:
     """Short journal-worker drill: kill -9 a gunicorn worker of each instance under load; every
     answered solve has exactly one history row once the journals are loaded."""
-    from faults import drill_journal
-    from load import run as load_run
+    from tools.faults import drill_journal
+    from tools.load import run as load_run
 
     since = time.time()
     proc = load_run.start(tmp_path, staging.base_url, WORKER_KILL_SECONDS, USERS, USERS,
@@ -120,9 +120,9 @@ def test_a_killed_worker_loses_no_history_row(staging: stack.Config, tmp_path: P
 
 
 def test_load_survives_killing_one_instance(staging: stack.Config, tmp_path: Path) -> None:
-    from faults import checks, drill_journal
-    from load import report
-    from load import run as load_run
+    from tools.faults import checks, drill_journal
+    from tools.load import report
+    from tools.load import run as load_run
 
     began = time.monotonic()
     proc = load_run.start(tmp_path, staging.base_url, LOAD_SECONDS, USERS, USERS, quiet=True)

@@ -3,7 +3,7 @@
 import pytest
 
 from app.db import db
-from bench.bench_history import explain, history_queries, make_users, seed_history
+from tools.bench.bench_history import explain, history_queries, make_users, seed_history
 
 pytestmark = pytest.mark.postgres
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from load import compare_bare
+from tools.load import compare_bare
 
 
 def _row(rps: float, non_2xx: int = 0) -> dict:

@@ -148,7 +148,7 @@ def _start(home: Path, **env: str) -> tuple[subprocess.Popen, int]:
     full.pop("PROMETHEUS_MULTIPROC_DIR")
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py",
-         "staging.hello:application"], cwd=ROOT, env=full, stdout=subprocess.DEVNULL,
+         "tools.staging.hello:application"], cwd=ROOT, env=full, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -10,8 +10,8 @@ import pytest
 import redis
 
 from app.ops.ratelimit_store import CLOSED, HALF_OPEN, OPEN, Breaker, SharedStore
-from faults.drill_redis_hang import hung_redis as hung_redis_listener
 from tests.conftest import metric
+from tools.faults.drill_redis_hang import hung_redis as hung_redis_listener
 
 ME = "/api/v2/auth/me"
 RATELIMIT_LOGGER = "app.ops.ratelimit"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.bench_solver import random_planted
 from tests.e2e.server import running_server
+from tools.bench.bench_solver import random_planted
 
 pytestmark = pytest.mark.e2e
 

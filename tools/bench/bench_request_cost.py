@@ -1,6 +1,6 @@
 """Where a small legacy solve's CPU goes: the app's own cost per request, part by part.
 
-Run `python -m bench.bench_request_cost` (PostgreSQL on 127.0.0.1:5432 and Redis on
+Run `python -m tools.bench.bench_request_cost` (PostgreSQL on 127.0.0.1:5432 and Redis on
 127.0.0.1:6379, as `make staging` uses them; a `bench_request_cost` database is created and
 migrated). Each configuration runs in its own process with production settings (APP_ENV=
 production, Redis rate limits, history journalled to a temporary directory, INFO request logs
@@ -11,7 +11,7 @@ of --requests requests.
 
 The configurations switch off one part at a time: rate limits, history, then (with both off)
 each request hook of "the rest" and the legacy view itself, and end with the two baselines of
-`load.compare_bare` (a Flask hello route and a raw WSGI callable). The `part` column is the
+`tools.load.compare_bare` (a Flask hello route and a raw WSGI callable). The `part` column is the
 difference to the row it is measured against, i.e. the cost of that part. Targets (issue 13):
 full stack <= 180 us, rate limits <= 20 us, the rest <= 100 us over the bare Flask route.
 docs/PERFORMANCE.md section 3 explains the figures.
@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SERVER = "postgresql://postgres@127.0.0.1:5432"
 DATABASE = "bench_request_cost"
 REDIS = "redis://127.0.0.1:6379/13"
@@ -91,7 +91,7 @@ def measure(kind: str, requests: int, rounds: int, parts: list[str] | None = Non
         application, path, query = create_app(), "/v1/", QUERY
         drop_parts(application, parts or [])
     else:
-        from staging.hello import FLASK_PREFIX, application
+        from tools.staging.hello import FLASK_PREFIX, application
 
         path, query = (FLASK_PREFIX if kind == "flask" else "/"), ""
     statuses: list[str] = []
@@ -171,7 +171,7 @@ def prepare() -> dict[str, str] | None:
 def run_child(env: dict[str, str], kind: str, settings: dict[str, str], parts: list[str],
               args: argparse.Namespace) -> dict[str, float]:
     done = subprocess.run(
-        [sys.executable, "-m", "bench.bench_request_cost", "--child", kind,
+        [sys.executable, "-m", "tools.bench.bench_request_cost", "--child", kind,
          "--requests", str(args.requests), "--rounds", str(args.rounds),
          "--threads", str(args.threads),
          *(["--drop", ",".join(parts)] if parts else [])],

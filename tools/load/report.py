@@ -1,6 +1,6 @@
 """Summarise a locust run: per-endpoint table (printed, CSV, JSON) and a PNG over time.
 
-    python -m load.report load/results/<run>     # reads <run>/locust_stats*.csv
+    python -m tools.load.report tools/load/results/<run>     # reads <run>/locust_stats*.csv
 
 Figures per endpoint: requests, requests/s, p50/p95/p99 (ms, locust's 2-significant-digit
 buckets), error rate. The PNG shows latency percentiles and throughput (with failures) per second;

@@ -1,12 +1,12 @@
 """Start and stop the local production rehearsal (`make staging`, `make staging-stop`).
 
-    python -m staging.stack start     # database, two app instances, bare baseline, nginx
-    python -m staging.stack stop      # stops exactly the processes recorded in the pid files
-    python -m staging.stack status
+    python -m tools.staging.stack start     # database, two app instances, bare baseline, nginx
+    python -m tools.staging.stack stop      # stops exactly the processes recorded in the pid files
+    python -m tools.staging.stack status
 
-Everything listens on 127.0.0.1 only. The runtime directory (default staging/run/, git-ignored)
-holds the generated secrets, the TLS certificate, the rendered nginx.conf, one pid file per
-process, logs and nginx's temp paths. Settings come from environment variables (STAGING_*, see
+Everything listens on 127.0.0.1 only. The runtime directory (default tools/staging/run/,
+git-ignored) holds the generated secrets, the TLS certificate, the rendered nginx.conf, one pid file
+per process, logs and nginx's temp paths. Settings come from environment variables (STAGING_*, see
 `Config`), so CI can run a second stack on other ports and another database.
 """
 
@@ -29,8 +29,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-STAGING = ROOT / "staging"
+ROOT = Path(__file__).resolve().parents[2]
+STAGING = ROOT / "tools" / "staging"
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 
 
@@ -323,7 +323,7 @@ def start_loader(cfg: Config, port: int, **extra: str) -> int:
 
 def start_bare(cfg: Config, port: int) -> int:
     name = f"bare-{port}"
-    argv = [part if part != "app.wsgi:application" else "staging.hello:application"
+    argv = [part if part != "app.wsgi:application" else "tools.staging.hello:application"
             for part in procfile_web_command()]
     _spawn(cfg, name, argv, app_env(cfg, port))
     wait_http(f"http://127.0.0.1:{port}/", 60, name)

@@ -29,9 +29,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from load.compare_bare import wrk
-from load.problems import SMALL_QUERIES
-from staging import stack
+from tools.load.compare_bare import wrk
+from tools.load.problems import SMALL_QUERIES
+from tools.staging import stack
 
 WRK_SECONDS = 10
 WRK_CONNECTIONS = 16
@@ -107,7 +107,7 @@ def _wrk(cfg: stack.Config) -> dict | None:
 
 
 def run(cfg: stack.Config, out: Path):
-    from faults import drills as base  # lazy: faults.drills imports this module to register it
+    from tools.faults import drills as base  # lazy: drills imports this module to register it
 
     d = base.Drill(cfg, out, "redis-hang")
     before = _wrk(cfg)

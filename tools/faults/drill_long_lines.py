@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from staging import stack
+from tools.staging import stack
 
 LIMIT = 16 * 1024
 HUGE_LINES = (1 * 2**20, 5 * 2**20, 50 * 2**20)
@@ -110,7 +110,7 @@ def _instance_cpu_seconds(cfg: stack.Config) -> float:
 
 
 def run(cfg: stack.Config, out: Path):
-    from faults import drills as base  # lazy: faults.drills imports this module to register it
+    from tools.faults import drills as base  # lazy: drills imports this module to register it
 
     verdict = base.Verdict("long-lines")
     (out / "long-lines").mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,9 @@
 """Full stack against bare "hello" routes, all behind the same TLS nginx and gunicorn config.
 
-    python -m load.compare_bare [--seconds 20] [--connections 16]
+    python -m tools.load.compare_bare [--seconds 20] [--connections 16]
 
 Uses wrk (closed loop, `apt-get install wrk`): requests/s and latency percentiles of the raw
-WSGI hello (GET https://127.0.0.1:8444/), the Flask hello (GET :8444/flask/, staging/hello.py)
+WSGI hello (GET https://127.0.0.1:8444/), the Flask hello (GET :8444/flask/, tools/staging/hello.py)
 and a small legacy GET /v1/ on :8443, one after the other. Target (issue 13): the legacy small
 solve at >= 60% of the bare Flask hello route's 2xx requests/s; both ratios are printed (the raw
 WSGI one is reported, not targeted) and the exit code is 1 under 0.60 of Flask. Non-2xx answers
@@ -22,9 +22,9 @@ import sys
 import urllib.parse
 from pathlib import Path
 
-from load.problems import SMALL_QUERIES
-from staging import stack
-from staging.hello import FLASK_PREFIX
+from tools.load.problems import SMALL_QUERIES
+from tools.staging import stack
+from tools.staging.hello import FLASK_PREFIX
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 TARGET = 0.60  # of the bare Flask hello route's 2xx requests/s
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--json", type=Path, default=Path("load/results/compare_bare.json"))
+    parser.add_argument("--json", type=Path, default=Path("tools/load/results/compare_bare.json"))
     args = parser.parse_args(argv)
     if not shutil.which("wrk"):
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)

@@ -1,7 +1,7 @@
 """The staging load mix (`make load`): legacy, v2 solve, votes on a shared poll, reports, history.
 
-    locust -f load/locustfile.py --headless -H https://127.0.0.1:8443 -u 20 -r 10 -t 60s \
-        --csv load/results/run --csv-full-history
+    locust -f tools/load/locustfile.py --headless -H https://127.0.0.1:8443 -u 20 -r 10 -t 60s \
+        --csv tools/load/results/run --csv-full-history
 
 The TLS certificate is staging's self-signed one, so verification is off. Endpoints that the
 deployed app does not offer (missing from /openapi.json) are left out of the mix and listed under
@@ -27,9 +27,9 @@ from locust import between, constant, events, task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.exception import StopUser
 
-from load.problems import LIMIT_SIZE_BODY, SMALL_QUERIES, V2_MEDIUM
-from load.setup import mix as _mix
-from load.setup import prepare
+from tools.load.problems import LIMIT_SIZE_BODY, SMALL_QUERIES, V2_MEDIUM
+from tools.load.setup import mix as _mix
+from tools.load.setup import prepare
 
 RUN: dict = {"poll_id": None, "missing": [], "mix": {}, "accounts": []}
 LEDGER_LOCK = threading.Lock()
@@ -46,7 +46,7 @@ def _wait():
 
 @events.test_start.add_listener
 def setup(environment, **_kwargs) -> None:
-    """Use the prepared setup (LOAD_SETUP, written by load/run.py) or prepare one now."""
+    """Use the prepared setup (LOAD_SETUP, written by tools/load/run.py) or prepare one now."""
     try:
         path = os.environ.get("LOAD_SETUP")
         if path and Path(path).exists():

@@ -1,6 +1,6 @@
 """`make faults`: fault drills against staging, each under load, each with a PASS/FAIL verdict.
 
-    python -m faults.drills [kill pg slow inject slow-clients long-lines]  # default: all
+    python -m tools.faults.drills [kill pg slow inject slow-clients long-lines]  # default: all
 
 kill    kill -9 one app instance (master and workers); the other carries on, clients see at most
         the requests that were in flight, and the instance is started again afterwards.
@@ -10,20 +10,20 @@ pg      restart PostgreSQL; /health/ready turns 503 and recovers without an app 
 slow    slow-header and slow-body clients, a 17 MiB body, a 40 KB request line and deeply
         nested JSON: all rejected with a 4xx, the service stays up and the load is unaffected.
 slow-clients  200 slow-header and 50 slow-body connections held 60 s: /health/live through the
-        load balancer keeps answering within 1 s (faults/drill_slow_clients.py).
+        load balancer keeps answering within 1 s (tools/faults/drill_slow_clients.py).
 long-lines    16 KB legacy line served; longer lines up to 50 MB refused 414 by the proxy in
-        under a second, gunicorn untouched (faults/drill_long_lines.py).
+        under a second, gunicorn untouched (tools/faults/drill_long_lines.py).
 redis-hang    instances on a Redis that accepts and never answers: answers keep their speed,
         readiness 200 says the limiter is degraded, a few log lines, no traceback
-        (faults/drill_redis_hang.py).
+        (tools/faults/drill_redis_hang.py).
 inject  instances restarted with FAULT_FAILURE_RATE (APP_ENV=development, since production
         refuses fault injection; every other setting stays production's): the injected 503
         fraction in /metrics matches the setting; production instances are restored after.
 
-After every drill the load run's ledger is checked against the database (faults/checks.py).
-Results: faults/results/<UTC stamp>/<drill>/ (load run, events, verdict) and verdicts.json.
+After every drill the load run's ledger is checked against the database (tools/faults/checks.py).
+Results: tools/faults/results/<UTC stamp>/<drill>/ (load run, events, verdict) and verdicts.json.
 Before each check the drill waits until every instance's history journal is loaded, at most
-FAULT_JOURNAL_DRAIN_WAIT seconds (default 90; faults/drill_journal.py, which has the journal
+FAULT_JOURNAL_DRAIN_WAIT seconds (default 90; tools/faults/drill_journal.py, which has the journal
 drills).
 Environment: FAULT_DRILL_SECONDS (load per drill, default 40), FAULT_DRILL_USERS (default 10).
 """
@@ -44,13 +44,19 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from faults import checks, drill_journal, drill_long_lines, drill_redis_hang, drill_slow_clients
-from load import report
-from load import run as load_run
-from staging import stack
+from tools.faults import (
+    checks,
+    drill_journal,
+    drill_long_lines,
+    drill_redis_hang,
+    drill_slow_clients,
+)
+from tools.load import report
+from tools.load import run as load_run
+from tools.staging import stack
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "faults" / "results"
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "tools" / "faults" / "results"
 SECONDS = int(os.environ.get("FAULT_DRILL_SECONDS", "40"))
 USERS = int(os.environ.get("FAULT_DRILL_USERS", "10"))
 INJECTED_RATE = float(os.environ.get("FAULT_DRILL_RATE", "0.1"))
@@ -324,7 +330,7 @@ def _long_legacy_get(limit: int = 16_000) -> str:
     """The longest planted legacy GET whose request line stays within `limit` bytes."""
     import urllib.parse
 
-    from load.problems import planted_legacy
+    from tools.load.problems import planted_legacy
 
     best, customers = "", 10
     while True:
@@ -339,7 +345,7 @@ LONG_GET = _long_legacy_get()
 
 
 def _token(cfg: stack.Config) -> str:
-    from load import setup
+    from tools.load import setup
 
     return setup.account(cfg.base_url)["token"]
 

@@ -1,6 +1,6 @@
 """History benchmark: the journal's cost per request and per loaded row, and the read side.
 
-Run `python -m bench.bench_history` (PostgreSQL at TEST_DATABASE_URL, or a `bench_history`
+Run `python -m tools.bench.bench_history` (PostgreSQL at TEST_DATABASE_URL, or a `bench_history`
 database it creates on postgresql://postgres@127.0.0.1:5432; the schema there is rebuilt).
 It prints:
 1. request path: CPU µs per small legacy solve spent recording it (`recording.record` alone,

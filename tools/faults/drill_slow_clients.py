@@ -24,7 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from staging import stack
+from tools.staging import stack
 
 HEADER_CLIENTS = 200
 BODY_CLIENTS = 50
@@ -59,7 +59,7 @@ class Tally:
 def _hold(port: int, head: bytes, gap: float, tally: Tally, stop: threading.Event,
           reconnect: bool) -> None:
     """Send `head`, then a byte every `gap` s until the proxy closes or answers, or `stop`."""
-    from faults import drills as base  # lazy: faults.drills imports this module to register it
+    from tools.faults import drills as base  # lazy: drills imports this module to register it
 
     while not stop.is_set():
         began = time.monotonic()
@@ -106,7 +106,7 @@ def _probe(cfg: stack.Config, stop: threading.Event, samples: list) -> None:
 
 
 def run(cfg: stack.Config, out: Path):
-    from faults import drills as base  # lazy: faults.drills imports this module to register it
+    from tools.faults import drills as base  # lazy: drills imports this module to register it
 
     verdict = base.Verdict("slow-clients")
     folder = out / "slow-clients"

@@ -1,6 +1,6 @@
 """History journal drills (issue 13): what the journal and its loader guarantee, under load.
 
-    python -m faults.drills journal-worker journal-loader journal-pg journal-sigterm
+    python -m tools.faults.drills journal-worker journal-loader journal-pg journal-sigterm
 
 journal-worker   kill -9 one gunicorn worker of each instance under load: the masters start new
                  workers; every answered solve has exactly one history row.
@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from app.history.recording import Backlog
-from staging import stack
+from tools.staging import stack
 
 PG_SECONDS = float(os.environ.get("FAULT_JOURNAL_PG_SECONDS", "30"))
 PG_MODE = os.environ.get("FAULT_JOURNAL_PG_MODE", "stop")
@@ -43,7 +43,7 @@ LATENCY_LIMIT = 1.0
 LOADER_DEAD_SECONDS = 8.0
 
 
-# --- helpers shared with faults/drills.py and the CI test ----------------------------------------
+# --- helpers shared with tools/faults/drills.py and the CI test ---------------------------------
 
 def journal_dirs(cfg: stack.Config) -> list[Path]:
     return [cfg.run_dir / f"journal-{port}" for port in cfg.app_ports]
@@ -125,7 +125,7 @@ def _failures(drill, name: str) -> tuple[int, int] | None:
 # --- the drills ---------------------------------------------------------------------------------
 
 def _base():
-    from faults import drills  # lazy: faults.drills imports this module to register its drills
+    from tools.faults import drills  # lazy: drills imports this module to register its drills
 
     return drills
 
@@ -280,7 +280,7 @@ def drill_sigterm(cfg: stack.Config, out: Path):
 
 
 def drill_latency(cfg: stack.Config, out: Path):
-    from load import setup  # lazy: the load package is only needed when this drill runs
+    from tools.load import setup  # lazy: the load package is only needed when this drill runs
 
     base = _base()
     d = base.Drill(cfg, out, "journal-latency")

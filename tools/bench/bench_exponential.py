@@ -1,6 +1,7 @@
 """The old exponential algorithm against the linear solver, on the same problems.
 
-    python -m bench.bench_exponential [--max-colors 22] [--json bench/results/exponential.json]
+    python -m tools.bench.bench_exponential [--max-colors 22]
+    python -m tools.bench.bench_exponential --json tools/bench/results/exponential.json
 
 The old service tried every one of the 2^N glossy/matte plans and kept the cheapest that
 satisfies every customer. It is reproduced here (plans as bit masks, a plan rejected at the first
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 
 from app.solver.engine import Problem, solve
-from load.problems import planted_legacy
+from tools.load.problems import planted_legacy
 
 
 def customers_of(problem: dict) -> list[list[tuple[int, int]]]:

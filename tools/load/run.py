@@ -1,10 +1,10 @@
 """`make load`: a bounded locust run against staging, then the report.
 
-    python -m load.run [--duration 60] [--users 20] [--spawn-rate 10] [--out DIR] [--host URL]
+    python -m tools.load.run [--duration 60] [--users 20] [--spawn-rate 10] [--out DIR] [--host URL]
 
 Defaults come from LOAD_DURATION, LOAD_USERS, LOAD_SPAWN_RATE and LOAD_HOST (else staging's
-state file, else https://127.0.0.1:8443). Results go to load/results/<UTC stamp>/ (and
-load/results/latest): locust CSVs, ledger.json, summary.csv/json, latency_throughput.png.
+state file, else https://127.0.0.1:8443). Results go to tools/load/results/<UTC stamp>/ (and
+tools/load/results/latest): locust CSVs, ledger.json, summary.csv/json, latency_throughput.png.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-from load import report, setup
+from tools.load import report, setup
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "load" / "results"
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "tools" / "load" / "results"
 LOCUST = ROOT / ".venv" / "bin" / "locust"
 MAX_DURATION = 1800  # seconds; every run is bounded
 
@@ -28,7 +28,7 @@ MAX_DURATION = 1800  # seconds; every run is bounded
 def default_host() -> str:
     if os.environ.get("LOAD_HOST"):
         return os.environ["LOAD_HOST"]
-    run_dir = Path(os.environ.get("STAGING_RUN_DIR", ROOT / "staging" / "run"))
+    run_dir = Path(os.environ.get("STAGING_RUN_DIR", ROOT / "tools" / "staging" / "run"))
     state = run_dir / "state.json"
     if state.exists():
         return json.loads(state.read_text())["base_url"]
@@ -56,7 +56,7 @@ def start(run_dir: Path, host: str, duration: int, users: int, spawn_rate: float
         prepared = setup.prepare(host, users, setup.mix((env or {}).get("LOAD_MIX")))
         setup_path.write_text(json.dumps(prepared) + "\n")
         setup_path.chmod(0o600)
-    argv = [str(LOCUST), "-f", str(ROOT / "load" / "locustfile.py"), "--headless",
+    argv = [str(LOCUST), "-f", str(ROOT / "tools" / "load" / "locustfile.py"), "--headless",
             "-H", host, "-u", str(users), "-r", str(spawn_rate), "-t", f"{duration}s",
             "--stop-timeout", "10", "--csv", str(run_dir / "locust"), "--csv-full-history",
             "--only-summary", "--loglevel", "WARNING"]

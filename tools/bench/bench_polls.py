@@ -1,9 +1,9 @@
 """Poll voting benchmark: the cost of one vote (CPU, database round trips) and votes/second.
 
-Run `python -m bench.bench_polls` (PostgreSQL at 127.0.0.1 by default; it creates and resets its
-own database `bench_polls`, never the one the app uses). Votes go through the full WSGI stack
-(authentication, validation, the vote transaction) with Flask's test client: no HTTP parsing and
-no network hop.
+Run `python -m tools.bench.bench_polls` (PostgreSQL at 127.0.0.1 by default; it creates and resets
+its own database `bench_polls`, never the one the app uses). Votes go through the full WSGI stack
+(authentication, validation, the vote transaction) with Flask's test client: no HTTP parsing and no
+network hop.
 
 1. **Cost per vote**, one thread in this process: CPU ms (`time.process_time`), wall ms, the
    time spent waiting on the database driver, and the database round trips: every message

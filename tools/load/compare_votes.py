@@ -1,6 +1,6 @@
 """Re-votes through the rehearsal against PostgreSQL's own speed for the same transaction.
 
-    python -m load.compare_votes [--voters 128] [--seconds 10] [--connections 16]
+    python -m tools.load.compare_votes [--voters 128] [--seconds 10] [--connections 16]
 
 1. Through staging's TLS load balancer (`make staging`): --voters accounts each vote once on a
    fresh poll with `allow_vote_change`, then wrk (-t2 -c16, closed loop) re-votes for --seconds
@@ -35,8 +35,8 @@ from urllib.parse import urlsplit
 
 import psycopg2
 
-from load.setup import InsecureSession, account
-from staging import stack
+from tools.load.setup import InsecureSession, account
+from tools.staging import stack
 
 PGBENCH_DB = "compare_votes_pgbench"
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--voters", type=int, default=128)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--json", type=Path, default=Path("load/results/compare_votes.json"))
+    parser.add_argument("--json", type=Path, default=Path("tools/load/results/compare_votes.json"))
     args = parser.parse_args(argv)
     for tool in ("wrk", "pgbench"):
         if not shutil.which(tool):

@@ -1,9 +1,9 @@
 """Solver benchmark: where the time of a large problem goes, in process and over HTTP.
 
-    python -m bench.bench_solver                      # in process, every case
-    python -m bench.bench_solver --only 100x --rss    # and the peak RSS growth of each
-    python -m bench.bench_solver --url http://127.0.0.1:8123   # POST /v1/ to a running server
-    python -m bench.bench_solver --url http://127.0.0.1:8123 --v2   # and POST /api/v2/solve
+    python -m tools.bench.bench_solver                        # in process, every case
+    python -m tools.bench.bench_solver --only 100x --rss      # and the peak RSS growth of each
+    python -m tools.bench.bench_solver --url http://127.0.0.1:8123        # POST /v1/ to a server
+    python -m tools.bench.bench_solver --url http://127.0.0.1:8123 --v2   # and /api/v2/solve
 
 In process, for each case: the JSON size, `json.loads` (for reference), decode (msgspec, typed),
 validate (bulk checks and the propagation index, from the decoded document), solve, end to end
@@ -260,7 +260,7 @@ def render(rows: list[dict[str, object]]) -> str:
 
 _RSS_CHILD = """
 import gc, sys
-from bench.bench_solver import CASES, end_to_end
+from tools.bench.bench_solver import CASES, end_to_end
 def peak():
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith("VmHWM"))

@@ -1,0 +1,1 @@
+"""Rehearsal and measurement tools: benchmarks, load, the production rehearsal, fault drills."""
