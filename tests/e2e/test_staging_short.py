@@ -94,7 +94,7 @@ def test_instances_see_the_client_scheme_through_the_proxy(staging: stack.Config
 def test_a_killed_worker_loses_no_history_row(staging: stack.Config, tmp_path: Path) -> None:
     """Short journal-worker drill: kill -9 a gunicorn worker of each instance under load; every
     answered solve has exactly one history row once the journals are loaded."""
-    from tools.faults import drill_journal
+    from tools.faults import common, drill_journal
     from tools.load import run as load_run
 
     since = time.time()
@@ -111,7 +111,7 @@ def test_a_killed_worker_loses_no_history_row(staging: stack.Config, tmp_path: P
     print(f"\nkilled workers {killed}: {total['requests']} requests, {total['failures']} failed "
           f"(locust exit {code})")
     assert None not in killed
-    waited, left = drill_journal.wait_drained(staging)
+    waited, left = common.wait_drained(staging)
     assert left == 0, f"{left} journal rows still unloaded after {waited:.0f}s"
     ok, line = drill_journal.exactly_one_row(staging.database_url, tmp_path / "ledger.json",
                                              since)
@@ -120,7 +120,7 @@ def test_a_killed_worker_loses_no_history_row(staging: stack.Config, tmp_path: P
 
 
 def test_load_survives_killing_one_instance(staging: stack.Config, tmp_path: Path) -> None:
-    from tools.faults import checks, drill_journal
+    from tools.faults import checks, common
     from tools.load import report
     from tools.load import run as load_run
 
@@ -142,7 +142,7 @@ def test_load_survives_killing_one_instance(staging: stack.Config, tmp_path: Pat
     assert total["requests"] > 50
     assert total["failures"] <= USERS, "more failures than requests in flight at the kill"
     assert late == 0, "failures after the surviving instance took over"
-    drill_journal.wait_drained(staging)  # the killed instance's loader still runs
+    common.wait_drained(staging)  # the killed instance's loader still runs
     for ok, line in checks.check(staging.database_url, tmp_path / "ledger.json"):
         print(line)
         assert ok is not False, line

@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 from app.db import db
 from app.ops.cloudwatch import histogram_stats, snapshot
 from app.ops.metrics import LATENCY_BUCKETS
-from tools.faults.drills import samples
+from tools.faults.common import samples
 
 EXTERNAL = {"REMOTE_ADDR": "203.0.113.7"}
 
@@ -194,7 +194,7 @@ def test_request_series_stay_bounded_under_random_methods_and_paths(client: Flas
 
 
 def test_the_fault_drills_read_the_served_text(client: FlaskClient) -> None:
-    """tools/faults/drills.py reads /metrics through prometheus_client's parser: the counts it gets
+    """tools/faults/common.py reads /metrics through prometheus_client's parser: the counts it gets
     from the served text are the registry's."""
     client.get('/v1/?input={"colors":1,"customers":1,"demands":[[1,1,0]]}')
     text = client.get("/metrics").get_data(as_text=True)

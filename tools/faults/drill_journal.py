@@ -20,7 +20,8 @@ journal-latency  under load, a probe solves and polls GET /api/v2/history until 
                  listed: p99 of that delay <= 1 s.
 
 "Exactly one row" counts the rows per X-Request-ID of the load's ledger, among rows created since
-the drill began. Before counting, each drill waits until every instance's journal is empty.
+the drill began. Before counting, each drill waits until every instance's journal is empty
+(`common.wait_drained`).
 """
 
 from __future__ import annotations
@@ -34,35 +35,17 @@ import time
 from pathlib import Path
 
 from app.history.recording import Backlog
+from tools.faults.common import SECONDS, Drill, Verdict, backlog, pg_cluster, wait_drained
+from tools.load import setup
 from tools.staging import stack
 
 PG_SECONDS = float(os.environ.get("FAULT_JOURNAL_PG_SECONDS", "30"))
 PG_MODE = os.environ.get("FAULT_JOURNAL_PG_MODE", "stop")
-DRAIN_WAIT = float(os.environ.get("FAULT_JOURNAL_DRAIN_WAIT", "90"))
 LATENCY_LIMIT = 1.0
 LOADER_DEAD_SECONDS = 8.0
 
 
-# --- helpers shared with tools/faults/drills.py and the CI test ---------------------------------
-
-def journal_dirs(cfg: stack.Config) -> list[Path]:
-    return [cfg.run_dir / f"journal-{port}" for port in cfg.app_ports]
-
-
-def backlog(cfg: stack.Config) -> int:
-    """Rows in every instance's journal not yet loaded (open segments included)."""
-    return sum(Backlog(directory).measure()[0] for directory in journal_dirs(cfg))
-
-
-def wait_drained(cfg: stack.Config, seconds: float = DRAIN_WAIT) -> tuple[float, int]:
-    """Wait until no instance's journal holds a row; (seconds waited, rows left)."""
-    began = time.monotonic()
-    left = backlog(cfg)
-    while left and time.monotonic() - began < seconds:
-        time.sleep(0.2)
-        left = backlog(cfg)
-    return time.monotonic() - began, left
-
+# --- helpers shared with the CI test (tests/e2e/test_staging_short.py) --------------------------
 
 def exactly_one_row(database_url: str, ledger_path: Path, since: float) -> tuple[bool, str]:
     """Every answered solve of the ledger has exactly one history row created since `since`."""
@@ -110,29 +93,22 @@ def kill_worker(cfg: stack.Config, port: int) -> int | None:
     return children[0]
 
 
-def _check_rows(drill, since: float) -> None:
+def _check_rows(drill: Drill, since: float) -> None:
     waited, left = wait_drained(drill.cfg)
     drill.verdict.expect(left == 0, f"every journal empty after {waited:.1f}s ({left} rows left)")
     ok, line = exactly_one_row(drill.cfg.database_url, drill.dir / "ledger.json", since)
     drill.verdict.expect(ok, line)
 
 
-def _failures(drill, name: str) -> tuple[int, int] | None:
+def _failures(drill: Drill, name: str) -> tuple[int, int] | None:
     row = next((r for r in drill.rows if r["endpoint"] == name), None)
     return (row["failures"], row["requests"]) if row else None
 
 
 # --- the drills ---------------------------------------------------------------------------------
 
-def _base():
-    from tools.faults import drills  # lazy: drills imports this module to register its drills
-
-    return drills
-
-
-def drill_worker(cfg: stack.Config, out: Path):
-    base = _base()
-    d = base.Drill(cfg, out, "journal-worker")
+def drill_worker(cfg: stack.Config, out: Path) -> Verdict:
+    d = Drill(cfg, out, "journal-worker")
     since = time.time()
     d.start_load()
     time.sleep(d.seconds / 3)
@@ -151,9 +127,8 @@ def drill_worker(cfg: stack.Config, out: Path):
     return d.save()
 
 
-def drill_loader(cfg: stack.Config, out: Path):
-    base = _base()
-    d = base.Drill(cfg, out, "journal-loader")
+def drill_loader(cfg: stack.Config, out: Path) -> Verdict:
+    d = Drill(cfg, out, "journal-loader")
     port, since = cfg.app_ports[0], time.time()
     name, journal = f"loader-{port}", Backlog(cfg.run_dir / f"journal-{port}")
     d.start_load()
@@ -179,7 +154,7 @@ def drill_loader(cfg: stack.Config, out: Path):
     return d.save()
 
 
-def _kill_loader(d, name: str) -> None:
+def _kill_loader(d: Drill, name: str) -> None:
     pid = stack.read_pid(d.cfg, name)
     d.verdict.expect(pid is not None, f"{name} running (pid {pid})")
     if pid is not None:
@@ -203,7 +178,7 @@ def _pg_available(cfg: stack.Config) -> None:
 
 
 def _pg_ctl(*action: str) -> None:
-    version, cluster = _base()._pg_cluster()
+    version, cluster = pg_cluster()
     argv = ["pg_ctlcluster", "--skip-systemctl-redirect", version, cluster, *action]
     subprocess.run(argv, check=True, capture_output=True, timeout=120)  # noqa: S603
 
@@ -226,9 +201,8 @@ def _block(database: str, blocked: bool) -> None:
         conn.close()
 
 
-def drill_pg(cfg: stack.Config, out: Path):
-    base = _base()
-    d = base.Drill(cfg, out, "journal-pg", seconds=max(base.SECONDS, int(PG_SECONDS) + 25))
+def drill_pg(cfg: stack.Config, out: Path) -> Verdict:
+    d = Drill(cfg, out, "journal-pg", seconds=max(SECONDS, int(PG_SECONDS) + 25))
     since = time.time()
     d.start_load()
     time.sleep(8)
@@ -253,9 +227,8 @@ def drill_pg(cfg: stack.Config, out: Path):
     return d.save()
 
 
-def drill_sigterm(cfg: stack.Config, out: Path):
-    base = _base()
-    d = base.Drill(cfg, out, "journal-sigterm")
+def drill_sigterm(cfg: stack.Config, out: Path) -> Verdict:
+    d = Drill(cfg, out, "journal-sigterm")
     port, since = cfg.app_ports[0], time.time()
     d.start_load()
     time.sleep(d.seconds / 2)
@@ -279,11 +252,8 @@ def drill_sigterm(cfg: stack.Config, out: Path):
     return d.save()
 
 
-def drill_latency(cfg: stack.Config, out: Path):
-    from tools.load import setup  # lazy: the load package is only needed when this drill runs
-
-    base = _base()
-    d = base.Drill(cfg, out, "journal-latency")
+def drill_latency(cfg: stack.Config, out: Path) -> Verdict:
+    d = Drill(cfg, out, "journal-latency")
     token = setup.account(cfg.base_url)["token"]
     delays: list[float] = []
     d.start_load()

@@ -23,6 +23,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from tools.faults.common import Verdict, app_pids, long_legacy_get, ready, tls_socket
 from tools.staging import stack
 
 LIMIT = 16 * 1024
@@ -109,22 +110,21 @@ def _instance_cpu_seconds(cfg: stack.Config) -> float:
     return total / ticks
 
 
-def run(cfg: stack.Config, out: Path):
-    from tools.faults import drills as base  # lazy: drills imports this module to register it
-
-    verdict = base.Verdict("long-lines")
+def run(cfg: stack.Config, out: Path) -> Verdict:
+    verdict = Verdict("long-lines")
     (out / "long-lines").mkdir(parents=True, exist_ok=True)
-    pids_before = base._app_pids(cfg)
+    pids_before = app_pids(cfg)
 
-    status, took = request_line_status(base._tls_socket(cfg.https_port), base.LONG_GET)
-    verdict.expect(status == 200, f"legacy GET with a {len(base.LONG_GET) + 13:,}-byte request "
+    long_get = long_legacy_get()
+    status, took = request_line_status(tls_socket(cfg.https_port), long_get)
+    verdict.expect(status == 200, f"legacy GET with a {len(long_get) + 13:,}-byte request "
                                   f"line: {status} in {took:.2f}s (expected 200)")
-    status, took = request_line_status(base._tls_socket(cfg.https_port), path_of_line(LIMIT + 1))
+    status, took = request_line_status(tls_socket(cfg.https_port), path_of_line(LIMIT + 1))
     verdict.expect(status == 414, f"request line of {LIMIT + 1:,} bytes: {status} in "
                                   f"{took:.2f}s (expected 414 from the proxy)")
     cpu_before = _instance_cpu_seconds(cfg)
     for size in HUGE_LINES:
-        status, took = request_line_status(base._tls_socket(cfg.https_port), path_of_line(size))
+        status, took = request_line_status(tls_socket(cfg.https_port), path_of_line(size))
         verdict.expect(status == 414 and took < ANSWER_WITHIN,
                        f"request line of {size // 2**20} MB: {status} in {took:.2f}s "
                        f"(expected 414 within {ANSWER_WITHIN:.0f}s)")
@@ -132,8 +132,8 @@ def run(cfg: stack.Config, out: Path):
     verdict.expect(spent < CPU_BUDGET_SECONDS,
                    f"instances' CPU while refusing the huge lines: {spent:.2f}s (gunicorn parsed "
                    f"none of them; directly, 5 MB alone took 3.2 s)")
-    verdict.expect(all(base._ready(cfg, p) == 200 for p in cfg.app_ports),
+    verdict.expect(all(ready(cfg, p) == 200 for p in cfg.app_ports),
                    "every instance still ready")
-    verdict.expect(base._app_pids(cfg) == pids_before, "no instance restarted")
+    verdict.expect(app_pids(cfg) == pids_before, "no instance restarted")
     (out / "long-lines" / "verdict.json").write_text(json.dumps(asdict(verdict), indent=2))
     return verdict

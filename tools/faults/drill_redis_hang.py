@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tools.faults.common import Drill, Verdict, metrics, restart_instances, samples
 from tools.load.compare_bare import wrk
 from tools.load.problems import SMALL_QUERIES
 from tools.staging import stack
@@ -106,26 +107,24 @@ def _wrk(cfg: stack.Config) -> dict | None:
     return wrk(url, WRK_SECONDS, WRK_CONNECTIONS)
 
 
-def run(cfg: stack.Config, out: Path):
-    from tools.faults import drills as base  # lazy: drills imports this module to register it
-
-    d = base.Drill(cfg, out, "redis-hang")
+def run(cfg: stack.Config, out: Path) -> Verdict:
+    d = Drill(cfg, out, "redis-hang")
     before = _wrk(cfg)
     during = None
     with hung_redis() as uri:
         try:
             offsets = _log_sizes(cfg)
-            base._restart_instances(cfg, RATELIMIT_STORAGE_URI=uri)
+            restart_instances(cfg, RATELIMIT_STORAGE_URI=uri)
             hung_at = d.event(f"instances restarted on a Redis that never answers ({uri})")
             d.start_load()
             rows = d.finish_load()
             during = _wrk(cfg)
             readiness = {port: _ready_body(cfg, port) for port in cfg.app_ports}
-            metrics = {port: base._metrics(cfg, port) for port in cfg.app_ports}
+            texts = {port: metrics(cfg, port) for port in cfg.app_ports}
             hung_seconds = time.time() - hung_at
             lines = _new_log_lines(cfg, offsets)
         finally:
-            base._restart_instances(cfg)
+            restart_instances(cfg)
     d.event("instances restored on the real Redis")
     verdict = d.verdict
     total = next((r for r in rows if r["endpoint"] == "ALL"), None)
@@ -146,9 +145,9 @@ def run(cfg: stack.Config, out: Path):
         verdict.expect(status == 200 and body.get("checks", {}).get("ratelimit") == "degraded",
                        f"instance {port}: /health/ready {status}, ratelimit "
                        f"{body.get('checks', {}).get('ratelimit')!r} (200, 'degraded')")
-    for port, text in metrics.items():
+    for port, text in texts.items():
         degraded = text is not None and any(
-            value == 1 for _labels, value in base.samples(text, "ratelimit_storage_degraded"))
+            value == 1 for _labels, value in samples(text, "ratelimit_storage_degraded"))
         verdict.expect(degraded, f"instance {port}: ratelimit_storage_degraded 1 in /metrics")
     changes = [line for line in lines if "rate-limit store" in line]
     tracebacks = [line for line in lines if "Traceback" in line]

@@ -24,6 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tools.faults.common import Verdict, app_pids, ready, tls_socket
 from tools.staging import stack
 
 HEADER_CLIENTS = 200
@@ -59,12 +60,10 @@ class Tally:
 def _hold(port: int, head: bytes, gap: float, tally: Tally, stop: threading.Event,
           reconnect: bool) -> None:
     """Send `head`, then a byte every `gap` s until the proxy closes or answers, or `stop`."""
-    from tools.faults import drills as base  # lazy: drills imports this module to register it
-
     while not stop.is_set():
         began = time.monotonic()
         try:
-            sock = base._tls_socket(port)
+            sock = tls_socket(port)
         except OSError as error:
             tally.add(errors=f"connect: {type(error).__name__}")
             stop.wait(1)
@@ -105,13 +104,11 @@ def _probe(cfg: stack.Config, stop: threading.Event, samples: list) -> None:
         stop.wait(max(0.0, PROBE_EVERY - (time.monotonic() - began)))
 
 
-def run(cfg: stack.Config, out: Path):
-    from tools.faults import drills as base  # lazy: drills imports this module to register it
-
-    verdict = base.Verdict("slow-clients")
+def run(cfg: stack.Config, out: Path) -> Verdict:
+    verdict = Verdict("slow-clients")
     folder = out / "slow-clients"
     folder.mkdir(parents=True, exist_ok=True)
-    pids_before = base._app_pids(cfg)
+    pids_before = app_pids(cfg)
     stop = threading.Event()
     headers, bodies, samples = Tally(), Tally(), []
     header_head = b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
@@ -154,9 +151,9 @@ def run(cfg: stack.Config, out: Path):
     errors = headers.errors + bodies.errors
     if errors:
         verdict.note(f"connect errors: {len(errors)} (e.g. {errors[:3]})")
-    verdict.expect(all(base._ready(cfg, p) == 200 for p in cfg.app_ports),
+    verdict.expect(all(ready(cfg, p) == 200 for p in cfg.app_ports),
                    "every instance still ready")
-    verdict.expect(base._app_pids(cfg) == pids_before, "no instance restarted")
+    verdict.expect(app_pids(cfg) == pids_before, "no instance restarted")
     (folder / "verdict.json").write_text(json.dumps(asdict(verdict), indent=2))
     (folder / "probes.json").write_text(json.dumps(samples))
     return verdict
