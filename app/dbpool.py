@@ -16,7 +16,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Executable, Row, exc
+from sqlalchemy import Connection, Executable, Row, exc
+
+from app.db import db
+
+AUTOCOMMIT_BIND = "autocommit"
 
 _CHECKED_IN = "checked_in_at"
 
@@ -40,17 +44,25 @@ def idle_ping_events(idle_seconds: float) -> list[tuple[Callable[..., None], str
 
 
 @contextmanager
-def autocommit(engine: Engine) -> Iterator[Connection]:
+def autocommit() -> Iterator[Connection]:
     """A pooled connection in autocommit mode, returned at the end of the block.
 
     Each statement is then its own transaction: one round trip, no BEGIN and no COMMIT. For
-    single-statement work on the hot path (the token check, a vote); nothing is cached.
+    single-statement work on the hot path (the token check, a vote); nothing is cached. On
+    PostgreSQL the connection comes from the AUTOCOMMIT_BIND pool, whose connections stay in
+    autocommit (psycopg2 sends a `SET` to switch one, and another to switch it back); on SQLite
+    the switch is local to the process and the main pool serves.
     """
-    with engine.connect() as connection:
+    engine = db.engines.get(AUTOCOMMIT_BIND)
+    if engine is not None:
+        with engine.connect() as connection:
+            yield connection
+        return
+    with db.engine.connect() as connection:
         yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
 
-def read_one(engine: Engine, statement: Executable, params: dict[str, Any]) -> Row[Any] | None:
+def read_one(statement: Executable, params: dict[str, Any]) -> Row[Any] | None:
     """One row (or None) of a read on an autocommit connection.
 
     Asked again once when the connection turns out dead (a restart or failover within the idle
@@ -59,7 +71,7 @@ def read_one(engine: Engine, statement: Executable, params: dict[str, Any]) -> R
     """
     for attempt in (1, 2):
         try:
-            with autocommit(engine) as connection:
+            with autocommit() as connection:
                 return connection.execute(statement, params).one_or_none()
         except exc.DBAPIError as error:
             if attempt == 2 or not error.connection_invalidated:

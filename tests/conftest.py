@@ -4,11 +4,13 @@ rate limits (disposed afterwards), the local Redis and metric samples."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +120,42 @@ def _empty_tables(request: pytest.FixtureRequest) -> Iterator[None]:
         with db.engine.begin() as connection:
             for table in reversed(db.metadata.sorted_tables):
                 connection.execute(table.delete())
+
+
+@dataclass(frozen=True)
+class Statement:
+    bind: str | None  # the Flask-SQLAlchemy bind key of the engine that ran it
+    sql: str
+    dbapi_autocommit: bool | None  # None: the driver has no such attribute (sqlite3)
+    isolation_option: str | None  # a per-connection isolation_level execution option
+
+
+@pytest.fixture
+def sql_statements(app: Flask) -> Callable[[], contextlib.AbstractContextManager[list]]:
+    """`with sql_statements() as seen:` every statement any engine of the app runs meanwhile."""
+
+    @contextlib.contextmanager
+    def recording() -> Iterator[list[Statement]]:
+        seen: list[Statement] = []
+
+        def recorder(bind: str | None) -> Callable[..., None]:
+            def record(conn: sa.Connection, _cursor: Any, sql: str, *_args: Any) -> None:
+                dbapi = conn.connection.dbapi_connection
+                seen.append(Statement(bind, sql, getattr(dbapi, "autocommit", None),
+                                      conn.get_execution_options().get("isolation_level")))
+            return record
+
+        with app.app_context():
+            listeners = [(engine, recorder(bind)) for bind, engine in db.engines.items()]
+        for engine, listener in listeners:
+            sa.event.listen(engine, "before_cursor_execute", listener)
+        try:
+            yield seen
+        finally:
+            for engine, listener in listeners:
+                sa.event.remove(engine, "before_cursor_execute", listener)
+
+    return recording
 
 
 @pytest.fixture

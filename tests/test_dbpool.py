@@ -50,20 +50,34 @@ def test_a_recently_used_connection_is_not_pinged() -> None:
         engine.dispose()
 
 
-def test_a_read_on_a_connection_that_died_recently_is_asked_again() -> None:
+def test_a_read_on_a_connection_that_died_recently_is_asked_again(app) -> None:
     """No ping within the idle window: the dead connection fails, the read is repeated once on a
     new one (the pool drops the whole generation)."""
     from app.dbpool import read_one
 
-    engine = _engine(idle_seconds=60)
-    try:
-        query = sa.text("SELECT pg_backend_pid() AS pid")
-        pid = read_one(engine, query, {}).pid
+    query = sa.text("SELECT pg_backend_pid() AS pid")
+    with app.app_context():
+        pid = read_one(query, {}).pid
         with sa.create_engine(URL).connect() as admin:
             admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-        assert read_one(engine, query, {}).pid != pid
-    finally:
-        engine.dispose()
+        assert read_one(query, {}).pid != pid
+
+
+def test_autocommit_connections_come_from_a_pool_born_in_autocommit(app) -> None:
+    """On PostgreSQL the hot path's single statements borrow connections that are already in
+    autocommit (switching one costs psycopg2 a round trip each way); the main pool stays
+    transactional."""
+    from app.db import db
+    from app.dbpool import autocommit
+
+    with app.app_context():
+        with autocommit() as connection:
+            assert connection.connection.dbapi_connection.autocommit is True
+            assert connection.get_execution_options().get("isolation_level") is None
+            in_transaction = connection.scalar(sa.text("SELECT now() = statement_timestamp()"))
+        with db.engine.connect() as connection:
+            assert connection.connection.dbapi_connection.autocommit is False
+    assert in_transaction is True  # each statement its own transaction
 
 
 def test_a_vote_request_survives_a_database_restart_of_its_connections(app, client,
@@ -81,3 +95,5 @@ def test_a_vote_request_survives_a_database_restart_of_its_connections(app, clie
             "AND application_name = 'paintshop'"))
         assert db.engine.pool.checkedout() == 0
     assert client.get("/api/v2/auth/me", headers=user["headers"]).status_code == 200
+    with app.app_context():  # the main pool's killed connections are not this test's subject
+        db.engine.dispose()

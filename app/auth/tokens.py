@@ -89,7 +89,7 @@ def check_token(payload: Mapping[str, Any]) -> TokenCheck:
     if user_id is None:
         return TokenCheck(None, False)
     family_id = payload.get(FAMILY_CLAIM)
-    row = read_one(db.engine, _TOKEN_CHECK, {  # one round trip: no BEGIN, no ROLLBACK
+    row = read_one(_TOKEN_CHECK, {  # one round trip: no BEGIN, no ROLLBACK
         "jti": str(payload.get("jti")), "family_id": str(family_id) if family_id else None,
         "user_id": user_id,
     })

@@ -202,7 +202,7 @@ def poll_definition(poll_id: str) -> PollDefinition:
     definition = cache.get(poll_id)
     if definition is not None:
         return definition
-    row = read_one(db.engine, _DEFINITION, {"poll_id": poll_id})
+    row = read_one(_DEFINITION, {"poll_id": poll_id})
     if row is None:
         raise ApiError(404, "no such poll", slug="not-found")
     definition = PollDefinition(poll_id, row.created_at, tuple(row.options), row.max_choices,
@@ -265,7 +265,7 @@ def _run(definition: PollDefinition, user_id: int, username: str, stored: list[i
             db.session.rollback()
         return result
     try:
-        with autocommit(db.engine) as connection:  # the statement is the transaction
+        with autocommit() as connection:  # the statement is the transaction
             row = connection.execute(_CAST_VOTE, {
                 "poll_id": definition.id, "created_at": definition.created_at,
                 "voter_id": user_id, "username": username, "choices": stored, "now": now,

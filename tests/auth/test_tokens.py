@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy import event as sa_event
 
 from app.auth.models import RevokedToken, TokenFamily
 from app.db import db, utcnow
@@ -127,36 +126,17 @@ def test_logout_checks_the_token_before_the_body(client):
     assert_unauthorized(response, "missing credentials")
 
 
-def _statements(app):
-    """The SQL statements the app's engine runs (a list filled as they run)."""
-    seen: list[str] = []
-
-    def record(_conn, _cursor, statement, *_args):
-        seen.append(statement)
-
-    with app.app_context():
-        sa_event.listen(db.engine, "before_cursor_execute", record)
-    return seen, lambda: _remove(app, record)
-
-
-def _remove(app, record):
-    with app.app_context():
-        sa_event.remove(db.engine, "before_cursor_execute", record)
-
-
-def test_a_token_check_is_one_query(app, client, register):
+def test_a_token_check_is_one_query(client, register, sql_statements):
     """User and revocation (token and login) in one indexed query, also for a token this
     process verified before."""
     user = register()
     assert client.get(ME, headers=user["headers"]).status_code == 200
-    seen, stop = _statements(app)
-    try:
+    with sql_statements() as seen:
         for _ in range(2):
             assert client.get(ME, headers=user["headers"]).status_code == 200
-    finally:
-        stop()
     assert len(seen) == 2, seen
-    assert all("revoked_tokens" in s and "token_families" in s and "users" in s for s in seen)
+    assert all("revoked_tokens" in s.sql and "token_families" in s.sql and "users" in s.sql
+               for s in seen)
 
 
 def test_a_verified_token_revoked_by_logout_is_refused_on_the_next_request(client, register):

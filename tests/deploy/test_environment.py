@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from app.config import Settings
+
 from ._cfn import ROOT, environment_option_settings, template
 
 PROCESS_OPTIONS = {
@@ -244,6 +246,9 @@ MAX_CONNECTIONS = {"db.t4g.micro": 112, "db.t4g.small": 225, "db.t4g.medium": 45
 RESERVED = 6
 # Procfile processes that open no database connection.
 NO_DATABASE = {"metrics"}
+# Pools of a web process, each DB_POOL_SIZE + DB_MAX_OVERFLOW: the main one and the autocommit one
+# (the loader and maintenance processes never borrow from the latter, so it opens nothing there).
+WEB_POOLS = 2
 
 
 def _procfile() -> dict[str, str]:
@@ -269,8 +274,15 @@ def connections_per_instance() -> dict[str, int]:
         if name in NO_DATABASE:
             continue
         per_process = _pool(command, size, overflow)
+        if name == "web":  # the main pool and the autocommit pool of the hot path (app/dbpool.py)
+            per_process *= WEB_POOLS
         budget[name] = per_process * (workers if name == "web" else 1)
     return budget
+
+
+def test_a_web_process_on_postgresql_has_the_pools_the_budget_counts() -> None:
+    settings = Settings.from_env({"DATABASE_URL": "postgresql://db.example/paintshop"})
+    assert 1 + len(settings.flask_config()["SQLALCHEMY_BINDS"]) == WEB_POOLS
 
 
 def test_database_connections_fit_during_an_immutable_deploy() -> None:

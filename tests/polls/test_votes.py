@@ -219,31 +219,23 @@ def test_the_consistency_check_notices_a_tampered_tally(client, make_poll, voter
 
 
 @pytest.mark.parametrize("key", [None, "k-statements"])
-def test_a_vote_is_two_autocommit_statements_on_postgres(app, client, make_poll, voter,
-                                                         is_postgres, key) -> None:
-    """The token check and poll_cast_vote(), each its own transaction: no BEGIN, no COMMIT."""
+def test_a_vote_is_two_autocommit_statements_on_postgres(client, make_poll, voter, is_postgres,
+                                                         sql_statements, key) -> None:
+    """The token check and poll_cast_vote(), each its own transaction (no BEGIN, no COMMIT), on
+    the pool whose connections stay in autocommit: no connection is switched and back."""
     if not is_postgres:
         pytest.skip("needs PostgreSQL (TEST_DATABASE_URL)")
-    from sqlalchemy import event
+    from app.dbpool import AUTOCOMMIT_BIND
 
     poll = make_poll(allow_vote_change=True)
     assert vote(client, poll["id"], voter["headers"], [0]).status_code == 201  # warm
-    seen: list[tuple[str, str | None]] = []
-
-    def record(conn, _cursor, statement, *_args):
-        seen.append((statement, conn.get_execution_options().get("isolation_level")))
-
-    with app.app_context():
-        event.listen(db.engine, "before_cursor_execute", record)
-    try:
+    with sql_statements() as seen:
         response = vote(client, poll["id"], voter["headers"], [1], key=key)
-    finally:
-        with app.app_context():
-            event.remove(db.engine, "before_cursor_execute", record)
     assert response.status_code == 200
     assert len(seen) == 2, seen
-    assert "revoked_tokens" in seen[0][0] and "poll_cast_vote" in seen[1][0]
-    assert {level for _, level in seen} == {"AUTOCOMMIT"}
+    assert "revoked_tokens" in seen[0].sql and "poll_cast_vote" in seen[1].sql
+    assert {(s.bind, s.dbapi_autocommit, s.isolation_option) for s in seen} == {
+        (AUTOCOMMIT_BIND, True, None)}
     assert _tallies(client, poll["id"]) == [0, 1]
 
 

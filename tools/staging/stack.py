@@ -231,6 +231,11 @@ def app_env(cfg: Config, port: int | None = None, **extra: str) -> dict[str, str
         "BIND_HOST": "127.0.0.1",
         "WEB_CONCURRENCY": cfg.web_concurrency,
         "GUNICORN_THREADS": cfg.threads,
+        # Production's pools (infra/environment.yaml): with the app's defaults (5 + 5 overflow)
+        # 8 busy threads opened and closed a connection every ~27 votes, which cost PostgreSQL
+        # more CPU than the votes did.
+        "DB_POOL_SIZE": os.environ.get("DB_POOL_SIZE", "2"),
+        "DB_MAX_OVERFLOW": os.environ.get("DB_MAX_OVERFLOW", "0"),
         "CLOUDWATCH_ENABLED": "false",
         "ENVIRONMENT_NAME": "staging-local",
         # Production's log level: one JSON request line per request, in run/logs/app-<port>.log.
