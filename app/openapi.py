@@ -8,6 +8,7 @@ from typing import Any
 
 import flask
 import marshmallow as ma
+import msgspec
 from apispec import BasePlugin
 from flask import Flask
 from flask_smorest import Api, Blueprint
@@ -38,6 +39,26 @@ class ApiParser(FlaskParser):
 # Set before any route module decorates its views: `Blueprint.arguments` binds the parser then.
 # (app.extensions imports this module, and every route module imports app.extensions.)
 Blueprint.ARGUMENTS_PARSER = ApiParser()
+
+
+def typed_json_body(decoder: msgspec.json.Decoder, schema: type[ma.Schema]) -> dict[str, Any]:
+    """The JSON body of a hot route, as the dict `schema` would load, in microseconds.
+
+    msgspec decodes and type-checks a well-formed body in one C pass (webargs builds a schema
+    instance and walks it in Python: ~0.2 ms). Anything it does not accept as is, and any body
+    with a `\\u` escape (the only way NUL or a lone surrogate gets into JSON text), goes to the
+    webargs parser with `schema`, which gives exactly the 4xx the route documents. The decoder's
+    Struct must accept only what `schema` loads unchanged; the route documents `schema`.
+    """
+    request = flask.request
+    if is_json_request(request):
+        raw = request.get_data(cache=True)
+        if b"\\u" not in raw:
+            try:
+                return msgspec.structs.asdict(decoder.decode(raw))
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+                pass  # the parser below explains what is wrong
+    return Blueprint.ARGUMENTS_PARSER.parse(schema, request, location="json")
 
 
 class ProblemSchema(ma.Schema):

@@ -6,8 +6,10 @@ from flask import Response, jsonify, request
 from flask_smorest import Blueprint
 
 from app.auth.decorators import authenticated, current_user
+from app.openapi import typed_json_body
 from app.polls import reports, service, stream, votes
 from app.polls.schemas import (
+    VOTE_DECODER,
     PollCreateSchema,
     PollListQuerySchema,
     PollPageSchema,
@@ -87,7 +89,10 @@ def close_poll(poll_id):
 
 @bp.post("/<poll_id>/votes")
 @authenticated(bp)
-@bp.arguments(VoteSchema)
+@bp.doc(requestBody={"required": True, "content": {"application/json": {"schema": VoteSchema}}})
+@bp.alt_response(400, description="The body is not valid JSON")
+@bp.alt_response(415, description="The body is not application/json")
+@bp.alt_response(422, description="The choices are not valid for this poll; see errors")
 @bp.response(201, VoteResultSchema, description="Ballot recorded")
 @bp.alt_response(200, schema=VoteResultSchema, success=True,
                  description="Ballot replaced (polls that allow vote changes)")
@@ -95,8 +100,9 @@ def close_poll(poll_id):
 @bp.alt_response(404, description="No such poll")
 @bp.alt_response(409, description="Already voted, or the poll is not open")
 @bp.doc(parameters=[IDEMPOTENCY_HEADER])
-def cast_vote(body, poll_id):
+def cast_vote(poll_id):
     """Vote once; private polls store only the randomized choice and never echo it."""
+    body = typed_json_body(VOTE_DECODER, VoteSchema)  # the hot route: msgspec, not webargs
     outcome = votes.cast_vote(poll_id, current_user(), body["choices"],
                                 request.headers.get("Idempotency-Key"))
     response = jsonify(outcome.body)

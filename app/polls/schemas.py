@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import marshmallow as ma
+import msgspec
 from marshmallow import validate
 
 from app.auth.schemas import USERNAME_PATTERN
@@ -128,6 +129,15 @@ class VoteSchema(ma.Schema):
         validate=validate.Length(min=1, max=MAX_OPTIONS),
         metadata={"description": "option indices (0-based) or labels; at most max_choices"},
     )
+
+
+class VoteDocument(msgspec.Struct, forbid_unknown_fields=True):
+    """What VoteSchema loads unchanged: the vote route's fast path (app.openapi.typed_json_body)."""
+
+    choices: Annotated[list[int | str], msgspec.Meta(min_length=1, max_length=MAX_OPTIONS)]
+
+
+VOTE_DECODER = msgspec.json.Decoder(VoteDocument)
 
 
 class PrivacyOutSchema(ma.Schema):
