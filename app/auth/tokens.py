@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -113,7 +113,17 @@ class VerifiedToken:
 
 
 VERIFIED_TOKENS_PER_PROCESS = 10_000
+VERIFIED_TOKENS_EXTENSION = "verified_access_tokens"  # its key in `app.extensions`
 _verified_lock = threading.Lock()
+
+
+class VerifiedTokens(OrderedDict[str, VerifiedToken]):
+    """An app's verified access tokens, oldest first; `clock` (seconds since the epoch) tells
+    when they expire, so a test gives the app's cache a later time instead of patching `time`."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.clock = clock
 
 
 def remember_verified(token: str, header: dict[str, Any], claims: dict[str, Any]) -> None:
@@ -132,13 +142,14 @@ def remember_verified(token: str, header: dict[str, Any], claims: dict[str, Any]
 def verified_before(token: str) -> VerifiedToken | None:
     """The token's verified header and claims if this process verified it and it has not
     expired since (then the library verifies it again, and answers 401 for the expiry)."""
-    known = _verified_tokens().get(token)
+    cache = _verified_tokens()
+    known = cache.get(token)
     if known is None:
         return None
     exp = known.claims.get("exp")
-    if not isinstance(exp, int | float) or exp <= time.time():
+    if not isinstance(exp, int | float) or exp <= cache.clock():
         with _verified_lock:
-            _verified_tokens().pop(token, None)
+            cache.pop(token, None)
         return None
     return known
 
@@ -159,8 +170,8 @@ def verified_access_claims(token: str) -> dict[str, Any]:
     return claims
 
 
-def _verified_tokens() -> OrderedDict[str, VerifiedToken]:
-    return per_app("verified_access_tokens", OrderedDict)
+def _verified_tokens() -> VerifiedTokens:
+    return per_app(VERIFIED_TOKENS_EXTENSION, VerifiedTokens)
 
 
 def _detached_user(row: Any) -> User:
