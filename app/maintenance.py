@@ -17,7 +17,7 @@ import os
 import random
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -85,14 +85,15 @@ def _exclusive() -> Iterator[bool]:
 
 
 def run_forever(app: Flask, stop: threading.Event, interval: float,
-                first_delay: float | None = None) -> int:
-    """A pass every `interval` seconds (the first after `first_delay`) until `stop`; passes."""
+                first_delay: float | None = None,
+                one_pass: Callable[[], object] = run_pass) -> int:
+    """`one_pass` every `interval` seconds (the first after `first_delay`) until `stop`; passes."""
     passes = 0
     delay = random.uniform(0, interval) if first_delay is None else first_delay  # noqa: S311
     while not stop.wait(delay):
         try:
             with app.app_context():
-                run_pass()
+                one_pass()
         except Exception:  # a failed pass (database down) is retried at the next interval
             log.exception("maintenance pass failed")
         passes += 1

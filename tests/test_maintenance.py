@@ -126,7 +126,7 @@ def test_only_one_pass_at_a_time_on_postgresql(app) -> None:
         assert held == 0  # released after the pass
 
 
-def test_the_loop_survives_a_failed_pass_and_stops_when_told(app, monkeypatch) -> None:
+def test_the_loop_survives_a_failed_pass_and_stops_when_told(app) -> None:
     stop, calls = threading.Event(), []
 
     def flaky_pass() -> dict:
@@ -137,8 +137,8 @@ def test_the_loop_survives_a_failed_pass_and_stops_when_told(app, monkeypatch) -
             stop.set()
         return {"skipped": False}
 
-    monkeypatch.setattr(maintenance, "run_pass", flaky_pass)
-    assert maintenance.run_forever(app, stop, interval=0.01, first_delay=0) == 3
+    assert maintenance.run_forever(app, stop, interval=0.01, first_delay=0,
+                                   one_pass=flaky_pass) == 3
 
 
 def test_the_process_keeps_its_metrics_out_of_the_shared_directory(tmp_path) -> None:

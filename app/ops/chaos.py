@@ -15,15 +15,17 @@ from flask import Blueprint
 
 from app.config import current_settings
 from app.errors import ApiError
+from app.extensions import per_app
 
 bp = Blueprint("chaos", __name__)
-_random = secrets.SystemRandom()
+# The app's random source for the failure rate, in `app.extensions` (a test puts its own there).
+RANDOM_EXTENSION = "fault_random"
 
 
 def maybe_inject_failure() -> None:
     """Raise a 503 for the configured fraction of solver requests."""
     rate = current_settings().fault_failure_rate
-    if rate > 0 and _random.random() < rate:
+    if rate > 0 and per_app(RANDOM_EXTENSION, secrets.SystemRandom).random() < rate:
         raise ApiError(503, "injected fault (FAULT_FAILURE_RATE)", slug="injected-fault")
 
 

@@ -1,5 +1,7 @@
 """Fault injection (app/ops/chaos.py): a failure rate on solver requests, the crash endpoint."""
 
+from types import SimpleNamespace
+
 from app.ops import chaos
 
 
@@ -12,10 +14,11 @@ def test_failure_rate_one_fails_every_solver_request(make_app):
     assert client.get("/health/live").status_code == 200
 
 
-def test_failure_rate_is_a_fraction(make_app, monkeypatch):
-    client = make_app(FAULT_FAILURE_RATE=0.5).test_client()
+def test_failure_rate_is_a_fraction(make_app):
+    app = make_app(FAULT_FAILURE_RATE=0.5)
     draws = iter([0.4, 0.6, 0.49, 0.99])
-    monkeypatch.setattr(chaos._random, "random", lambda: next(draws))
+    app.extensions[chaos.RANDOM_EXTENSION] = SimpleNamespace(random=lambda: next(draws))
+    client = app.test_client()
     url = '/v1/?input={"colors":1,"customers":1,"demands":[[1,1,0]]}'
     assert [client.get(url).status_code for _ in range(4)] == [503, 200, 503, 200]
 
