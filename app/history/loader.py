@@ -53,7 +53,8 @@ from flask import Flask
 from sqlalchemy.exc import DBAPIError
 
 from app import create_app
-from app.extensions import db
+from app.config import current_settings
+from app.db import db
 from app.history import inputs, recording
 from app.history.models import ERASE_LOCK_KEY
 from app.ops import metrics
@@ -431,7 +432,7 @@ class Loader:
 
     @classmethod
     def for_app(cls, app: Flask) -> Loader:
-        settings = app.config["SETTINGS"]
+        settings = current_settings(app)
         with app.app_context():
             engine = db.engine
         return cls(Path(settings.history_journal_dir).resolve(), engine,
@@ -587,7 +588,7 @@ def run(loader: Loader, stop: threading.Event, poll_seconds: float,
 
 def main() -> None:
     app = create_app()
-    settings = app.config["SETTINGS"]
+    settings = current_settings(app)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -54,6 +54,7 @@ from typing import Any, NamedTuple
 import msgspec
 from flask import Flask, current_app
 
+from app.config import current_settings
 from app.history import inputs
 from app.ops import metrics
 
@@ -395,7 +396,7 @@ atexit.register(close_all)  # a worker that exits normally leaves closed segment
 
 def init_app(app: Flask) -> None:
     """Give the app its journal (none when HISTORY_ENABLED is false)."""
-    settings = app.config["SETTINGS"]
+    settings = current_settings(app)
     if settings.history_enabled:
         app.extensions[EXTENSION] = journal_for(
             settings.history_journal_dir, settings.history_journal_rotate_ms,

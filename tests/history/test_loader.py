@@ -17,8 +17,7 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from app.auth.models import ApiKey, User
-from app.db import utcnow
-from app.extensions import db
+from app.db import db, utcnow
 from app.history import inputs, loader, recording
 from app.history.models import ERASE_LOCK_KEY, HistoryEntry
 from tests.conftest import JOURNAL_DIR, base_overrides, load_history
