@@ -3,6 +3,7 @@
 import fcntl
 import json
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -24,7 +25,8 @@ def test_a_request_appends_one_line_to_an_open_segment_with_a_header(client):
     [name] = journal_files()
     assert name.endswith(recording.OPEN)
     header, line = (Path(JOURNAL_DIR) / name).read_text().splitlines()
-    assert json.loads(header)["format"] == recording.FORMAT == 2
+    assert json.loads(header) == {"format": recording.FORMAT, "pid": os.getpid(),
+                                  "host": socket.gethostname()}  # who wrote it, in what format
     record = json.loads(line)
     assert record[7:10] == ["v1", inputs.TEXT, json.dumps(GOOD)]  # the input as received
 

@@ -64,4 +64,5 @@ def test_purge_commits_each_batch(app, seed):
 
 def test_purge_rejects_negative_days(app):
     result = app.test_cli_runner().invoke(args=["history", "purge", "--days", "-1"])
-    assert result.exit_code != 0
+    assert result.exit_code == 2  # click's usage error, not a crash
+    assert "Invalid value for '--days'" in result.output
