@@ -41,3 +41,31 @@ def test_under_60_percent_of_flask_it_fails(measured, capsys):
 def test_refused_answers_do_not_count_as_served(measured):
     """A 429 (or any non-2xx) answered fast must not make the ratio."""
     assert measured(_row(5_000), _row(4_000), _row(3_000, non_2xx=20 * 1_000)) == 1
+
+
+WRK_REPORT = """Running 20s test @ http://127.0.0.1:8443/v1/
+  2 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     5.12ms    1.03ms  40.00ms   90.00%
+  Latency Distribution
+     50%    4.80ms
+     75%    5.50ms
+     90%  650.00us
+     99%    1.20s
+  81234 requests in 20.00s, 12.34MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 17
+Requests/sec:   4061.70
+Transfer/sec:    631.80KB
+"""
+
+
+def test_wrk_summary_reads_the_report_in_milliseconds():
+    """The one parser of wrk's report (compare_bare and compare_votes)."""
+    assert compare_bare.wrk_summary(WRK_REPORT) == {
+        "rps": 4061.7, "requests": 81234, "p50_ms": 4.8, "p90_ms": 0.65, "p99_ms": 1200.0,
+        "non_2xx": 17, "socket_errors": "connect 0, read 2, write 0, timeout 1"}
+    clean = compare_bare.wrk_summary(WRK_REPORT.replace("  Non-2xx or 3xx responses: 17\n", "")
+                                     .replace("  Socket errors: connect 0, read 2, write 0, "
+                                              "timeout 1\n", ""))
+    assert (clean["non_2xx"], clean["socket_errors"]) == (0, "")

@@ -1,4 +1,4 @@
-"""Poll test helpers that need the database (also used by `bench.bench_polls`)."""
+"""Poll test helpers that need the database (also used by `tools.bench.bench_polls`)."""
 
 from __future__ import annotations
 

@@ -35,19 +35,23 @@ def _ms(text: str) -> float:
     return float(value) * UNITS[unit]
 
 
+def wrk_summary(out: str) -> dict:
+    """Requests/s, totals, latency percentiles and errors from wrk's `--latency` report."""
+    lat = dict(re.findall(r"\b(50|75|90|99)%\s+([0-9.]+(?:us|ms|s))\b", out))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)$", out, re.MULTILINE)
+    return {"rps": float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1)),
+            "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+            **{f"p{q}_ms": _ms(lat[q]) if q in lat else None for q in ("50", "90", "99")},
+            "non_2xx": int(errors.group(1)) if errors else 0,
+            "socket_errors": socket_errors.group(1) if socket_errors else ""}
+
+
 def wrk(url: str, seconds: int, connections: int, threads: int = 2) -> dict:
     argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     out = subprocess.run(argv, capture_output=True, text=True, check=True,  # noqa: S603
                          timeout=seconds + 60).stdout
-    rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
-    lat = dict(re.findall(r"\b(50|75|90|99)%\s+([0-9.]+(?:us|ms|s))\b", out))
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket_errors = re.search(r"Socket errors: (.*)$", out, re.MULTILINE)
-    total = int(re.search(r"(\d+) requests in", out).group(1))
-    return {"url": url.split("?")[0], "rps": rps, "requests": total,
-            **{f"p{q}_ms": _ms(lat[q]) if q in lat else None for q in ("50", "90", "99")},
-            "non_2xx": int(errors.group(1)) if errors else 0,
-            "socket_errors": socket_errors.group(1) if socket_errors else "",
+    return {"url": url.split("?")[0], **wrk_summary(out),
             "command": " ".join(argv[:-1]) + f" '{url[:60]}{'...' if len(url) > 60 else ''}'"}
 
 

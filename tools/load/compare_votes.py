@@ -35,11 +35,11 @@ from urllib.parse import urlsplit
 
 import psycopg2
 
+from tools.load.compare_bare import wrk_summary
 from tools.load.setup import InsecureSession, account
 from tools.staging import stack
 
 PGBENCH_DB = "compare_votes_pgbench"
-UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 OPTIONS = ["glossy", "matte", "satin"]
 PGBENCH_SCHEMA = """
 DROP TABLE IF EXISTS ballots, tallies;
@@ -76,23 +76,6 @@ request = function()
   }, body)
 end
 """
-
-
-def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([0-9.]+)(us|ms|s)", text.strip()).groups()
-    return float(value) * UNITS[unit]
-
-
-def wrk_summary(out: str) -> dict:
-    """Requests/s, totals, latency percentiles and errors from wrk's report."""
-    lat = dict(re.findall(r"\b(50|75|90|99)%\s+([0-9.]+(?:us|ms|s))\b", out))
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket_errors = re.search(r"Socket errors: (.*)$", out, re.MULTILINE)
-    return {"rps": float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1)),
-            "requests": int(re.search(r"(\d+) requests in", out).group(1)),
-            **{f"p{q}_ms": _ms(lat[q]) if q in lat else None for q in ("50", "90", "99")},
-            "non_2xx": int(errors.group(1)) if errors else 0,
-            "socket_errors": socket_errors.group(1) if socket_errors else ""}
 
 
 def _proc_stat(pid: int) -> tuple[int, str, float] | None:
