@@ -64,31 +64,90 @@ def _bearer_user() -> User:
     """The Bearer token's user. A token this process verified before skips flask-jwt-extended's
     signature check (not the revocation check: `check_token` reads it on every request);
     anything else goes through the library, with its 401 answers."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    known = tokens.verified_before(token) if scheme == "Bearer" and token else None
+    token = _bearer_token()
+    known = tokens.verified_before(token) if token else None
     if known is None:
         verify_jwt_in_request()
-        tokens.remember_verified(token, get_jwt_header(), get_jwt())
+        if token:
+            tokens.remember_verified(token, get_jwt_header(), get_jwt())
         return get_current_user()
     check = tokens.check_token(known.claims)
-    if check.revoked:
+    return _checked(known, check.user, check.revoked)
+
+
+def _bearer_token() -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token if scheme == "Bearer" and token else None
+
+
+def _checked(known: tokens.VerifiedToken, user: User | None, revoked: bool) -> User:
+    """The token check's answer: the user, or the library's 401 for a revoked token or a
+    vanished account (app/auth/jwt_handlers.py)."""
+    if revoked:
         raise RevokedTokenError(known.header, known.claims)
-    if check.user is None:
+    if user is None:
         raise UserLookupError("account no longer exists", known.header, known.claims)
-    return check.user
+    return user
+
+
+# --- the token check inside the view's own statement ----------------------------------------------
+
+def pending_token() -> tokens.VerifiedToken | None:
+    """In a view declared `authenticated(..., check_in_view=True)`: the verified Bearer access
+    token whose revocation and user the view must still check, in its own statement, then pass
+    to `settle_token`; None when the caller is already known (`current_user()`)."""
+    return g.get("_pending_token")
+
+
+def settle_token(user: User | None, revoked: bool) -> User:
+    """The view's statement checked the pending token: the caller is `user` from now on, or the
+    request is refused with the same 401 as any other view's."""
+    known = g.pop("_pending_token")
+    g.current_user, g.api_key = _checked(known, user, revoked), None
+    return g.current_user
+
+
+def _call_with_pending_token(view: F, known: tokens.VerifiedToken, args: Any,
+                             kwargs: Any) -> Any:
+    g._pending_token = known
+    try:
+        result = view(*args, **kwargs)
+    except BaseException:
+        if "_pending_token" in g:  # refused before its statement ran: a bad token's 401 first
+            g.pop("_pending_token")
+            authenticate_request()
+        raise
+    if "_pending_token" in g:
+        raise RuntimeError(f"{view.__name__} answered without checking the caller's token")
+    return result
 
 
 UNAUTHORIZED = "Missing or invalid credentials"
 FORBIDDEN = "The caller is not an administrator"
 
 
-def authenticated(blueprint: Blueprint, *, admin: bool = False) -> Callable[[F], F]:
+def authenticated(blueprint: Blueprint, *, admin: bool = False,
+                  check_in_view: bool = False) -> Callable[[F], F]:
     """Placed right under the route decorator, so the caller is known (or refused with a 401)
-    before the arguments are parsed; the view reads it with `current_user()`."""
+    before the arguments are parsed; the view reads it with `current_user()`.
+
+    `check_in_view`: for a hot view that checks a Bearer token this process verified before in
+    its own statement (one round trip instead of two): `pending_token()`, then `settle_token`.
+    Any error the view raises before settling is preceded by the usual check, so a bad token
+    still gets its 401 before anything else is said.
+    """
+
+    if admin and check_in_view:
+        raise ValueError("an administrators-only view needs the caller before it runs")
 
     def decorate(view: F) -> F:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if check_in_view and request.headers.get("X-API-Key") is None:
+                token = _bearer_token()
+                known = tokens.verified_before(token) if token else None
+                if known is not None:
+                    return _call_with_pending_token(view, known, args, kwargs)
             user = authenticate_request()
             if admin and not user.is_admin:
                 raise ApiError(403, "administrators only", slug="forbidden")

@@ -85,14 +85,11 @@ def check_token(payload: Mapping[str, Any]) -> TokenCheck:
     Revoked: the token itself (logout, rotation) or its login (logout, refresh reuse); a revoked
     refresh token presented again is reuse and revokes its whole login.
     """
-    user_id = _user_id(payload)
-    if user_id is None:
+    params = token_check_params(payload)
+    if params is None:
         return TokenCheck(None, False)
-    family_id = payload.get(FAMILY_CLAIM)
-    row = read_one(_TOKEN_CHECK, {  # one round trip: no BEGIN, no ROLLBACK
-        "jti": str(payload.get("jti")), "family_id": str(family_id) if family_id else None,
-        "user_id": user_id,
-    })
+    family_id = params["family_id"]
+    row = read_one(_TOKEN_CHECK, params)  # one round trip: no BEGIN, no ROLLBACK
     if row is None:
         return TokenCheck(None, False)  # "account no longer exists"
     if row.token_revoked:
@@ -101,7 +98,20 @@ def check_token(payload: Mapping[str, Any]) -> TokenCheck:
         return TokenCheck(None, True)
     if family_id is not None and (row.family_id is None or row.family_revoked_at is not None):
         return TokenCheck(None, True)
-    return TokenCheck(_detached_user(row), False)
+    return TokenCheck(detached_user(row.id, row.username, row.role, row.created_at,
+                                    row.updated_at), False)
+
+
+def token_check_params(payload: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What the token check looks up (`user_id`, `jti`, `family_id`); None when the subject is
+    no user id. Also the parameters of the vote statement that checks the token itself
+    (poll_cast_vote_by_token, migration 0007)."""
+    user_id = _user_id(payload)
+    if user_id is None:
+        return None
+    family_id = payload.get(FAMILY_CLAIM)
+    return {"user_id": user_id, "jti": str(payload.get("jti")),
+            "family_id": str(family_id) if family_id else None}
 
 
 @dataclass(frozen=True)
@@ -174,11 +184,12 @@ def _verified_tokens() -> VerifiedTokens:
     return per_app(VERIFIED_TOKENS_EXTENSION, VerifiedTokens)
 
 
-def _detached_user(row: Any) -> User:
-    """A User from the row without an ORM load: detached, so a commit does not expire it (no
+def detached_user(user_id: int, username: str, role: str, created_at: datetime,
+                  updated_at: datetime) -> User:
+    """A User from a row without an ORM load: detached, so a commit does not expire it (no
     reload after the view's commit); adding it to a session makes it persistent, not new."""
-    user = User(id=row.id, username=row.username, role=row.role, created_at=row.created_at,
-                updated_at=row.updated_at)
+    user = User(id=user_id, username=username, role=role, created_at=created_at,
+                updated_at=updated_at)
     make_transient_to_detached(user)
     return user
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response, jsonify, request
 from flask_smorest import Blueprint
 
-from app.auth.decorators import authenticated, current_user
+from app.auth.decorators import authenticated, current_user, pending_token
 from app.openapi import typed_json_body
 from app.polls import reports, service, stream, votes
 from app.polls.schemas import (
@@ -88,7 +88,7 @@ def close_poll(poll_id):
 
 
 @bp.post("/<poll_id>/votes")
-@authenticated(bp)
+@authenticated(bp, check_in_view=True)  # the vote's statement checks the token (one round trip)
 @bp.doc(requestBody={"required": True, "content": {"application/json": {"schema": VoteSchema}}})
 @bp.alt_response(400, description="The body is not valid JSON")
 @bp.alt_response(415, description="The body is not application/json")
@@ -103,7 +103,7 @@ def close_poll(poll_id):
 def cast_vote(poll_id):
     """Vote once; private polls store only the randomized choice and never echo it."""
     body = typed_json_body(VOTE_DECODER, VoteSchema)  # the hot route: msgspec, not webargs
-    outcome = votes.cast_vote(poll_id, current_user(), body["choices"],
+    outcome = votes.cast_vote(poll_id, pending_token() or current_user(), body["choices"],
                                 request.headers.get("Idempotency-Key"))
     response = jsonify(outcome.body)
     response.status_code = outcome.status

@@ -16,9 +16,11 @@ Idempotency-Key row (the caller's own), (4) the shard's counter row. Votes on di
 share no row, so they never wait for each other.
 
 PostgreSQL runs the whole transaction as `poll_cast_vote()` (migration 0006), one SELECT on an
-autocommit connection: the statement is the transaction (one round trip; with the token check,
-two per vote). SQLite runs the same steps as Core statements in the session's transaction, the
-first write taking the database's write lock before anything is read inside the transaction.
+autocommit connection: the statement is the transaction. A Bearer token this process verified
+before is checked in the same statement (`poll_cast_vote_by_token()`, migration 0007): one round
+trip per vote; otherwise the token check comes first (two). SQLite runs the same steps as Core
+statements in the session's transaction, the first write taking the database's write lock
+before anything is read inside the transaction.
 
 What Python must know before the statement (option labels and count, max_choices, the privacy
 probability) never changes after a poll is created, so each process keeps it per poll id
@@ -35,11 +37,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, bindparam, func, or_, select, update
+from sqlalchemy import JSON, Row, bindparam, func, or_, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from app.auth import tokens
+from app.auth.decorators import settle_token
 from app.auth.models import User
+from app.auth.tokens import VerifiedToken
 from app.db import db, utcnow
 from app.dbpool import autocommit, read_one
 from app.errors import ApiError, field_error
@@ -89,11 +94,18 @@ class _Result:
     key_poll_id: str | None = None
 
 
-def cast_vote(poll_id: str, user: User, raw_choices: list[int | str],
+def cast_vote(poll_id: str, caller: User | VerifiedToken, raw_choices: list[int | str],
               key: str | None) -> VoteOutcome:
-    """Record the caller's ballot (or replace it when allowed); see the module docstring."""
+    """Record the caller's ballot (or replace it when allowed); see the module docstring.
+
+    `caller` is the authenticated user, or a Bearer token whose revocation and user are still
+    to be checked (`app.auth.decorators.pending_token`): on PostgreSQL the vote's own statement
+    checks it (one round trip), elsewhere `tokens.check_token` first.
+    """
     key = check_idempotency_key(key)
-    user_id, username = user.id, user.username
+    if isinstance(caller, VerifiedToken) and db.engine.dialect.name != "postgresql":
+        check = tokens.check_token(caller.claims)
+        caller = settle_token(check.user, check.revoked)
     for attempt in (1, 2):
         definition = poll_definition(poll_id)
         try:
@@ -109,7 +121,10 @@ def cast_vote(poll_id: str, user: User, raw_choices: list[int | str],
         now = utcnow()
         bodies = {status: _vote_body(poll_id, status, now, stored, p is not None)
                   for status in SUCCESS}
-        result = _run(definition, user_id, username, stored, now, key, bodies)
+        if isinstance(caller, VerifiedToken):
+            caller, result = _run_by_token(definition, caller, stored, now, key, bodies)
+        else:
+            result = _run(definition, caller.id, caller.username, stored, now, key, bodies)
         if result.outcome in SUCCESS:
             VOTES.labels(outcome=result.outcome).inc()
             return VoteOutcome(result.status or 0, result.body or {})
@@ -118,7 +133,7 @@ def cast_vote(poll_id: str, user: User, raw_choices: list[int | str],
             if attempt == 1:
                 continue
             raise ApiError(404, "no such poll", slug="not-found")
-        return _refusal(result, poll_id, user_id, key)
+        return _refusal(result, poll_id, caller.id, key)
     raise AssertionError("unreachable")
 
 
@@ -247,6 +262,15 @@ _CAST_VOTE = select(
         bindparam("shard"),
     ).table_valued("o_outcome", "o_status", "o_body", "o_key_poll_id")
 )
+_CAST_VOTE_BY_TOKEN = select(
+    func.poll_cast_vote_by_token(
+        bindparam("user_id"), bindparam("jti"), bindparam("family_id"),
+        bindparam("poll_id"), bindparam("created_at"), bindparam("choices", type_=JSON),
+        bindparam("now"), bindparam("key"), bindparam("accepted", type_=JSON),
+        bindparam("changed", type_=JSON), bindparam("shard"),
+    ).table_valued("o_outcome", "o_status", "o_body", "o_key_poll_id", "o_username", "o_role",
+                   "o_user_created_at", "o_user_updated_at")
+)
 # The SQLSTATE poll_cast_vote() raises to undo its writes (migration 0006).
 _RAISED = {"VT002": "key_race"}
 
@@ -264,14 +288,47 @@ def _run(definition: PollDefinition, user_id: int, username: str, stored: list[i
         else:
             db.session.rollback()
         return result
+    row = _execute(_CAST_VOTE, {**_vote_params(definition, user_id, stored, now, key, bodies),
+                                "voter_id": user_id, "username": username})
+    return row if isinstance(row, _Result) else _Result(*row)
+
+
+def _run_by_token(definition: PollDefinition, token: VerifiedToken, stored: list[int],
+                  now: datetime, key: str | None,
+                  bodies: dict[str, dict[str, Any]]) -> tuple[User, _Result]:
+    """poll_cast_vote_by_token() (PostgreSQL): the token check, then the vote, one statement.
+
+    A refused token changed nothing and raises its 401 (`settle_token`)."""
+    params = tokens.token_check_params(token.claims)
+    if params is None:
+        settle_token(None, revoked=False)
+    assert params is not None
+    row = _execute(_CAST_VOTE_BY_TOKEN, {
+        **_vote_params(definition, params["user_id"], stored, now, key, bodies), **params})
+    if isinstance(row, _Result):  # raised (rare): undone, the caller's row with it
+        check = tokens.check_token(token.claims)
+        return settle_token(check.user, check.revoked), row
+    outcome, status, body, key_poll_id, username, role, created_at, updated_at = row
+    if outcome in ("revoked", "unknown_user"):
+        settle_token(None, revoked=outcome == "revoked")
+    user = settle_token(tokens.detached_user(params["user_id"], username, role, created_at,
+                                             updated_at), revoked=False)
+    return user, _Result(outcome, status, body, key_poll_id)
+
+
+def _vote_params(definition: PollDefinition, user_id: int, stored: list[int], now: datetime,
+                 key: str | None, bodies: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {"poll_id": definition.id, "created_at": definition.created_at, "choices": stored,
+            "now": now, "key": key, "accepted": bodies["accepted"],
+            "changed": bodies["changed"], "shard": user_id % SHARDS}
+
+
+def _execute(statement: Any, params: dict[str, Any]) -> Row[Any] | _Result:
+    """One vote statement on an autocommit connection (the statement is the transaction); the
+    outcome of the refusals it raises to undo its writes."""
     try:
-        with autocommit() as connection:  # the statement is the transaction
-            row = connection.execute(_CAST_VOTE, {
-                "poll_id": definition.id, "created_at": definition.created_at,
-                "voter_id": user_id, "username": username, "choices": stored, "now": now,
-                "key": key, "accepted": bodies["accepted"], "changed": bodies["changed"],
-                "shard": user_id % SHARDS,
-            }).one()
+        with autocommit() as connection:
+            return connection.execute(statement, params).one()
     except IntegrityError:  # the poll was deleted under our feet (the ballot's foreign key)
         return _Result("stale")
     except DBAPIError as error:
@@ -279,7 +336,6 @@ def _run(definition: PollDefinition, user_id: int, username: str, stored: list[i
         if outcome is None:
             raise
         return _Result(outcome)
-    return _Result(*row)
 
 
 def _run_statements(definition: PollDefinition, user_id: int, username: str,

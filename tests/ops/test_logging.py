@@ -54,6 +54,19 @@ def test_one_json_line_per_request_with_the_agreed_fields(
     assert line["time"].endswith("+00:00")
 
 
+def test_a_vote_line_names_the_voter_whose_token_its_statement_checked(
+        logs: io.StringIO, client: FlaskClient, register: Callable[..., dict[str, Any]]) -> None:
+    user = register()
+    assert client.get("/api/v2/auth/me", headers=user["headers"]).status_code == 200
+    poll = client.post("/api/v2/polls", headers=user["headers"],
+                       json={"question": "Finish?", "options": ["glossy", "matte"]}).get_json()
+    response = client.post(f"/api/v2/polls/{poll['id']}/votes", headers=user["headers"],
+                           json={"choices": [0]})
+    assert response.status_code == 201
+    line = next(x for x in request_lines(logs) if x["route"].endswith("/votes"))
+    assert line["user_id"] == user["id"]
+
+
 def test_the_request_line_names_the_authenticated_user(
     client: FlaskClient, register: Callable[..., dict[str, Any]], logs: io.StringIO
 ) -> None:
