@@ -2,9 +2,8 @@
 
 `per_app` keeps the current app's own objects of this process (slots, caches) beside them.
 
-The database's `db` lives in `app/db.py` (imported here too by modules not yet switched to it);
-the rate limiter is `app.ops.ratelimit.limiter` (bound by `create_app` with the identity key of
-`app.auth.identity`).
+The database's `db` lives in `app/db.py`; the rate limiter is `app.ops.ratelimit.limiter` (bound
+by `create_app` with the identity key of `app.auth.identity`).
 """
 
 import threading
@@ -15,10 +14,9 @@ from flask import current_app
 from flask_jwt_extended import JWTManager
 from flask_migrate import Migrate
 
-from app.db import db
 from app.openapi import ProblemApi
 
-__all__ = ["api", "db", "jwt", "migrate", "per_app"]
+__all__ = ["api", "jwt", "migrate", "per_app"]
 T = TypeVar("T")
 
 migrate = Migrate()

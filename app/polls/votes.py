@@ -63,7 +63,9 @@ from app.polls.models import (
 MAX_IDEMPOTENCY_KEY = 200
 DEFINITIONS_PER_PROCESS = 10_000
 SHARDS = 16  # changing it is safe: readers sum over whatever shards exist
-_rng = secrets.SystemRandom()
+# The app's random source for private (randomized-response) ballots, in `app.extensions`: a
+# cryptographic one, since a predictable draw would reveal the true choice (a test puts its own).
+RANDOM_EXTENSION = "vote_random"
 _definitions_lock = threading.Lock()
 SUCCESS = ("accepted", "changed")
 
@@ -116,7 +118,8 @@ def cast_vote(poll_id: str, caller: User | VerifiedToken, raw_choices: list[int 
         p = definition.truth_probability
         k = len(definition.options)
         # For private polls the true choice lives only in this frame; the randomized one is stored.
-        stored = chosen if p is None else [stats.randomize_choice(chosen[0], k, p, _rng)]
+        stored = chosen if p is None else [stats.randomize_choice(
+            chosen[0], k, p, per_app(RANDOM_EXTENSION, secrets.SystemRandom))]
         del chosen
         now = utcnow()
         bodies = {status: _vote_body(poll_id, status, now, stored, p is not None)

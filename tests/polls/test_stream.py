@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from app.config import current_settings
 from tests.polls.conftest import vote
 
 FAST = {"POLL_STREAM_CHECK_INTERVAL_SECONDS": 0.05, "POLL_STREAM_HEARTBEAT_SECONDS": 60}
@@ -161,7 +162,7 @@ def test_one_user_cannot_take_every_stream(make_app, make_poll, owner, voter) ->
 
 
 def test_the_default_heartbeat_is_at_most_five_seconds(app) -> None:
-    assert app.config["SETTINGS"].poll_stream_heartbeat_seconds <= 5
+    assert current_settings(app).poll_stream_heartbeat_seconds <= 5
 
 
 def test_a_closed_client_connection_is_noticed_without_writing() -> None:

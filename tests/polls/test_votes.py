@@ -6,12 +6,12 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.db import db
 from app.ops.metrics import VOTES
 from app.polls import reports, service, votes
-from app.polls.models import Ballot
+from app.polls.models import Ballot, Poll
 from tests.polls.conftest import vote
 from tests.polls.helpers import tally_mismatches
 
@@ -109,11 +109,16 @@ def test_vote_after_closing_is_409(client, make_poll, owner, voter) -> None:
     assert response.get_json()["type"].endswith("poll-closed")
 
 
-def test_vote_after_closes_at_is_409(client, make_poll, voter, monkeypatch) -> None:
+def test_vote_after_closes_at_is_409(client, make_poll, voter) -> None:
     poll = make_poll(closes_at=(datetime.now(UTC) + timedelta(minutes=5)).isoformat())
-    later = datetime.now(UTC) + timedelta(minutes=10)
-    monkeypatch.setattr(votes, "utcnow", lambda: later)
-    assert vote(client, poll["id"], voter["headers"], [0]).status_code == 409
+    assert vote(client, poll["id"], voter["headers"], [0]).status_code == 201
+    with client.application.app_context():  # its closing time has come (set in the past)
+        db.session.execute(update(Poll).where(Poll.id == poll["id"])
+                           .values(closes_at=datetime.now(UTC) - timedelta(seconds=1)))
+        db.session.commit()
+    response = vote(client, poll["id"], voter["headers"], [1])
+    assert response.status_code == 409
+    assert response.get_json()["type"].endswith("poll-closed")
 
 
 def test_idempotent_retry_returns_the_first_result_without_counting(client, make_poll,
@@ -165,7 +170,8 @@ def test_private_vote_response_does_not_reveal_the_choice(client, make_poll, vot
     assert "satin" not in caplog.text
 
 
-def test_private_votes_store_randomized_choices(client, make_poll, register, monkeypatch) -> None:
+def test_private_votes_store_randomized_choices(client, make_poll, register,
+                                                monkeypatch) -> None:
     """With the generator forced to 'lie', the stored choice is the drawn one, not the truth."""
 
     class Liar:
@@ -175,7 +181,7 @@ def test_private_votes_store_randomized_choices(client, make_poll, register, mon
         def randrange(self, k: int) -> int:
             return 0
 
-    monkeypatch.setattr(votes, "_rng", Liar())
+    monkeypatch.setitem(client.application.extensions, votes.RANDOM_EXTENSION, Liar())
     poll = make_poll(options=["glossy", "matte", "satin"], privacy=PRIVATE)
     vote(client, poll["id"], register()["headers"], [2])
     with client.application.app_context():
@@ -183,10 +189,13 @@ def test_private_votes_store_randomized_choices(client, make_poll, register, mon
     assert stored == [[0]]
 
 
-def test_private_polls_use_a_system_random_generator() -> None:
+def test_private_polls_use_a_system_random_generator(client, make_poll, voter) -> None:
     import secrets
 
-    assert isinstance(votes._rng, secrets.SystemRandom)
+    poll = make_poll(options=["glossy", "matte", "satin"], privacy=PRIVATE)
+    assert vote(client, poll["id"], voter["headers"], [2]).status_code == 201
+    generator = client.application.extensions[votes.RANDOM_EXTENSION]
+    assert isinstance(generator, secrets.SystemRandom)
 
 
 def test_one_ballot_row_per_voter(client, make_poll, voter) -> None:

@@ -107,8 +107,7 @@ def history_queries(
     app: Flask, client: FlaskClient, headers: dict[str, str]
 ) -> dict[str, tuple[str, Any]]:
     """Run each history read through the API and capture the SQL it sends."""
-    from app.db import utcnow
-    from app.extensions import db
+    from app.db import db, utcnow
     from app.history.models import HistoryEntry
     from app.history.service import DELETE_BATCH_SIZE
 
@@ -274,7 +273,7 @@ def bench_loader(app: Flask, rows: int, segment_rows: int) -> dict[str, float]:
     """Journal `rows` legacy solves and load them as the loader process does under load: a
     segment closed every `segment_rows` rows and loaded at once. The loader's CPU µs per row
     (this process) and the database backends' (PostgreSQL on this machine), and rows/s."""
-    from app.extensions import db
+    from app.db import db
     from app.history import loader, recording
 
     client = app.test_client()
@@ -342,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     from flask_migrate import upgrade
 
     from app import create_app
-    from app.extensions import db
+    from app.db import db
 
     reset_schema(url)
     journal = tempfile.mkdtemp(prefix="bench-history-journal-")
