@@ -28,6 +28,7 @@ import statistics
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -243,21 +244,25 @@ def cost_per_vote(voters: list[dict[str, str]], owner: dict[str, str], keyed: bo
                 assert status in (200, 201), body
 
     run(range(2))  # warm: ballots exist, statements cached, pool connections open
+    rounds = range(2, 2 + ROUNDS)
+    figures = measured(lambda: run(rounds), len(rounds) * len(voters))
+    return {"keyed": keyed, **figures, "consistent": not tally_mismatches_in_app(poll_id)}
+
+
+def measured(work: Callable[[], None], requests: int) -> dict[str, Any]:
+    """CPU, wall and driver time and the driver's messages per request while `work()` runs."""
     counts0, db0 = STATS.snapshot()
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    rounds = range(2, 2 + ROUNDS)
-    run(rounds)
+    work()
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     counts1, db1 = STATS.snapshot()
-    votes = len(rounds) * len(voters)
     messages = counts1 - counts0
     return {
-        "keyed": keyed, "votes": votes,
-        "cpu_ms": cpu / votes * 1e3, "wall_ms": wall / votes * 1e3,
-        "driver_ms": (db1 - db0) / votes * 1e3,
-        "round_trips": sum(messages.values()) / votes,
-        "messages": {kind: count / votes for kind, count in sorted(messages.items())},
-        "consistent": not tally_mismatches_in_app(poll_id),
+        "votes": requests,
+        "cpu_ms": cpu / requests * 1e3, "wall_ms": wall / requests * 1e3,
+        "driver_ms": (db1 - db0) / requests * 1e3,
+        "round_trips": sum(messages.values()) / requests,
+        "messages": {kind: count / requests for kind, count in sorted(messages.items())},
     }
 
 
@@ -272,21 +277,8 @@ def cost_per_token_check(voters: list[dict[str, str]]) -> dict:
                 assert status == 200, body
 
     run(2)
-    counts0, db0 = STATS.snapshot()
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    run(ROUNDS)
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    counts1, db1 = STATS.snapshot()
-    requests = ROUNDS * len(voters)
-    messages = counts1 - counts0
-    return {
-        "keyed": None, "votes": requests,
-        "cpu_ms": cpu / requests * 1e3, "wall_ms": wall / requests * 1e3,
-        "driver_ms": (db1 - db0) / requests * 1e3,
-        "round_trips": sum(messages.values()) / requests,
-        "messages": {kind: count / requests for kind, count in sorted(messages.items())},
-        "consistent": True,
-    }
+    return {"keyed": None, **measured(lambda: run(ROUNDS), ROUNDS * len(voters)),
+            "consistent": True}
 
 
 def tally_mismatches_in_app(poll_id: str) -> list[str]:
