@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from tests.processes import stop
 from tools.faults import drill_long_lines
 
 from ._cfn import ROOT
@@ -89,12 +90,7 @@ def _run(argv: list[str], port: int) -> Iterator[None]:
         _wait_listening(port, proc)
         yield
     finally:
-        proc.send_signal(signal.SIGQUIT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop(proc, signal.SIGQUIT, timeout=10)  # SIGQUIT: nginx's graceful shutdown
         if proc.stderr:
             proc.stderr.close()
 

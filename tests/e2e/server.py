@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.processes import stop
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
@@ -80,20 +82,10 @@ def running_server(tmp_path: Path, *, loader: bool = False, **extra_env: str) ->
         wait_until_live(server)
         yield server
     finally:
-        _stop(process)
+        stop(process)
         if loader_process is not None:
-            _stop(loader_process)  # after the web process: it loads what the journal still holds
+            stop(loader_process)  # after the web process: it loads what the journal still holds
         log.close()
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def wait_until_live(server: Server, timeout: float = 30.0) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging.config
 import os
 import runpy
-import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +14,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
+from tests.processes import stop
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -158,17 +159,8 @@ def _start(home: Path, **env: str) -> tuple[subprocess.Popen, int]:
             return proc, port
         except OSError:
             time.sleep(0.1)
-    _stop(proc)
+    stop(proc, timeout=20)
     raise AssertionError("gunicorn did not start")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
 
 
 def test_two_instances_on_one_host_leave_each_other_alone(tmp_path: Path) -> None:
@@ -180,8 +172,8 @@ def test_two_instances_on_one_host_leave_each_other_alone(tmp_path: Path) -> Non
         shared = [tmp_path / "run" / "gunicorn.ctl", tmp_path / ".gunicorn" / "gunicorn.ctl"]
         assert not any(path.exists() for path in shared), "no shared default socket"
     finally:
-        _stop(first)
-        _stop(second)
+        stop(first)
+        stop(second)
     own_a, own_b = tmp_path / "a.ctl", tmp_path / "b.ctl"
     first, _ = _start(tmp_path, GUNICORN_CONTROL_SOCKET=str(own_a))
     second, _ = _start(tmp_path, GUNICORN_CONTROL_SOCKET=str(own_b))
@@ -190,10 +182,10 @@ def test_two_instances_on_one_host_leave_each_other_alone(tmp_path: Path) -> Non
         while not (own_a.exists() and own_b.exists()) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert own_a.exists() and own_b.exists()
-        _stop(first)
+        stop(first)
         assert not own_a.exists()
         assert own_b.exists(), "the other instance keeps its control socket"
     finally:
         for proc in (first, second):
             if proc.poll() is None:
-                _stop(proc)
+                stop(proc, timeout=20)
