@@ -30,6 +30,19 @@ KEY_ROOT = "paintshop-rl"
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://", "unix://")
 # What a failing store raises: redis-py's errors, and a reply that is not a counter.
 STORE_ERRORS = (RedisError, OSError, ValueError)
+# A push in one command: per key (KEYS[i]) start the window's counter at 0 with its TTL if it
+# does not exist, add the amount; ARGV holds amount, ttl pairs. One EVALSHA costs this process
+# a quarter of the CPU of the same SET NX EX + INCRBY pairs pipelined (40 identities: 0.39 ms
+# against 1.5 ms here), since redis-py packs one command instead of two per identity. The keys
+# of one push need not share a hash slot: the store is one Redis node (infra/data.yaml).
+PUSH_SCRIPT = """
+local totals = {}
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, 0, 'EX', ARGV[2 * i], 'NX')
+  totals[i] = redis.call('INCRBY', key, ARGV[2 * i - 1])
+end
+return totals
+"""
 
 
 class Breaker:
@@ -103,6 +116,8 @@ class SharedStore:
         self._prefix = prefix
         self.memory = MemoryStorage()
         self.redis = redis_client(uri, timeout) if uri.startswith(REDIS_SCHEMES) else None
+        # redis-py sends EVALSHA, and loads the script first when the server lacks it.
+        self._push_script = self.redis.register_script(PUSH_SCRIPT) if self.redis else None
         self.breaker = Breaker(breaker_failures, breaker_reset, on_change)
 
     @property
@@ -160,16 +175,18 @@ class SharedStore:
         return self.memory.get(full)
 
     def push(self, batch: list[tuple[str, int, int]]) -> list[int] | None:
-        """Add each amount in one pipelined round trip; the totals, or None on fallback."""
+        """Add each amount in one round trip (PUSH_SCRIPT); the totals, or None on fallback."""
         if not self._use_redis():
             return None
+        keys, args = [], []
+        for key, amount, ttl in batch:
+            keys.append(self.full_key(key))
+            args += (amount, ttl)
         try:
-            pipe = self.redis.pipeline(transaction=False)
-            for key, amount, ttl in batch:
-                full = self.full_key(key)
-                pipe.set(full, 0, ex=ttl, nx=True)
-                pipe.incrby(full, amount)
-            totals = [int(total) for total in pipe.execute()[1::2]]
+            totals = [int(total) for total in self._push_script(keys=keys, args=args,
+                                                                 client=self.redis)]
+            if len(totals) != len(keys):
+                raise ValueError(f"push answered {len(totals)} totals for {len(keys)} keys")
         except STORE_ERRORS as exc:
             self.breaker.failure(exc)
             return None

@@ -6,7 +6,7 @@ the time alone (instances' clocks are synchronised), a counter's key names its w
 window's end (the `X-RateLimit-Reset` and `Retry-After` of a request) needs no round trip.
 
 `BatchedWindowCounter` counts the general per-identity limit in process memory and pushes the
-counts to the shared store in batches: at most every `interval` seconds (one pipelined round
+counts to the shared store in batches: at most every `interval` seconds (one round
 trip for all identities seen since the last push, made by the request that finds it due), and
 at once when this process holds `batch` admissions of one identity the store has not confirmed
 yet. The store answers each push with the shared total, which becomes this process's knowledge.

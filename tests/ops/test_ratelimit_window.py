@@ -3,14 +3,16 @@ overshoot bound with several processes on one Redis, and one round trip per push
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 import uuid
 
 import pytest
 from limits import parse
 
 from app.ops.ratelimit_store import SharedStore
-from app.ops.ratelimit_window import BatchedWindowCounter, batch_size, window
+from app.ops.ratelimit_window import BatchedWindowCounter, batch_size, window, window_key
 
 
 class Clock:
@@ -172,19 +174,37 @@ def test_one_round_trip_per_push_for_every_identity(redis_url, monkeypatch) -> N
     import redis
 
     _item, [c] = _redis_counters(redis_url, "1000/minute", 1, 0.5, interval=3600)
-    calls = []
-    original = redis.client.Pipeline.execute
+    commands: list[str] = []
+    original = redis.Redis.execute_command
 
     def counting(self, *args, **kwargs):
-        calls.append(len(self.command_stack))
+        commands.append(str(args[0]).upper())
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(redis.client.Pipeline, "execute", counting)
+    monkeypatch.setattr(redis.Redis, "execute_command", counting)
     for i in range(30):
         c.hit(f"addr:{i % 6}")
     c.sync()
-    assert len(calls) == 2  # the first request's push, then one for the six identities
-    assert calls[1] == 2 * 6  # SET NX EX + INCRBY per identity, one pipeline
+    pushes = [name for name in commands if name.startswith("EVAL")]
+    assert len(pushes) == 2  # the first request's push, then one for the six identities
+    assert set(commands) <= {"EVALSHA", "EVAL", "SCRIPT LOAD"}  # nothing else, no pipeline
+    store = c._push.__self__
+    totals = store.redis.mget([store.full_key(key) for key in _keys(c)])
+    assert sorted(int(total) for total in totals) == [5] * 6  # every hit counted once
+
+
+def _keys(counter: BatchedWindowCounter) -> list[str]:
+    index, _reset = window(counter.item, time.time())
+    return [window_key(counter.name, counter.item, f"addr:{i}", index) for i in range(6)]
+
+
+def test_a_push_sets_each_window_s_expiry(redis_url) -> None:
+    _item, [c] = _redis_counters(redis_url, "1000/minute", 1, 0.5, interval=3600)
+    c.hit("addr:ttl")
+    store = c._push.__self__
+    index, reset = window(c.item, time.time())
+    ttl = store.redis.ttl(store.full_key(window_key(c.name, c.item, "addr:ttl", index)))
+    assert 0 < ttl <= math.ceil(reset - time.time()) + 2  # to the window's end + the margin
 
 
 def test_a_push_that_raises_keeps_its_counts_in_the_process() -> None:
