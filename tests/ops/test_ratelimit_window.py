@@ -170,10 +170,30 @@ def test_overshoot_bound_holds_on_redis_with_threads(redis_url) -> None:
     assert item.amount <= sum(allowed) <= bound
 
 
+def _redis_counter(redis_url, limit: str) -> tuple[BatchedWindowCounter, SharedStore, Clock]:
+    """One counter on Redis whose clock stands still, so its window cannot end mid-test."""
+    prefix = f"test-window-{uuid.uuid4().hex}"
+    store = SharedStore(redis_url, lambda: prefix, timeout=1.0, breaker_failures=3,
+                        breaker_reset=5)
+    clock = Clock(time.time())
+    item = parse(limit)
+    counter = BatchedWindowCounter("general", item, store.push, interval=3600,
+                                   batch=batch_size(item, 0.5), clock=clock)
+    return counter, store, clock
+
+
+def _stored_total(counter: BatchedWindowCounter, store: SharedStore, identity: str,
+                  clock: Clock) -> tuple[int, int]:
+    """(total, seconds to live) of the identity's counter in Redis for the clock's window."""
+    index, _reset = window(counter.item, clock())
+    key = store.full_key(window_key(counter.name, counter.item, identity, index))
+    return int(store.redis.get(key) or 0), store.redis.ttl(key)
+
+
 def test_one_round_trip_per_push_for_every_identity(redis_url, monkeypatch) -> None:
     import redis
 
-    _item, [c] = _redis_counters(redis_url, "1000/minute", 1, 0.5, interval=3600)
+    c, store, clock = _redis_counter(redis_url, "1000/minute")
     commands: list[str] = []
     original = redis.Redis.execute_command
 
@@ -188,23 +208,17 @@ def test_one_round_trip_per_push_for_every_identity(redis_url, monkeypatch) -> N
     pushes = [name for name in commands if name.startswith("EVAL")]
     assert len(pushes) == 2  # the first request's push, then one for the six identities
     assert set(commands) <= {"EVALSHA", "EVAL", "SCRIPT LOAD"}  # nothing else, no pipeline
-    store = c._push.__self__
-    totals = store.redis.mget([store.full_key(key) for key in _keys(c)])
-    assert sorted(int(total) for total in totals) == [5] * 6  # every hit counted once
-
-
-def _keys(counter: BatchedWindowCounter) -> list[str]:
-    index, _reset = window(counter.item, time.time())
-    return [window_key(counter.name, counter.item, f"addr:{i}", index) for i in range(6)]
+    totals = [_stored_total(c, store, f"addr:{i}", clock)[0] for i in range(6)]
+    assert totals == [5] * 6  # every hit counted once
 
 
 def test_a_push_sets_each_window_s_expiry(redis_url) -> None:
-    _item, [c] = _redis_counters(redis_url, "1000/minute", 1, 0.5, interval=3600)
+    c, store, clock = _redis_counter(redis_url, "1000/minute")
     c.hit("addr:ttl")
-    store = c._push.__self__
-    index, reset = window(c.item, time.time())
-    ttl = store.redis.ttl(store.full_key(window_key(c.name, c.item, "addr:ttl", index)))
-    assert 0 < ttl <= math.ceil(reset - time.time()) + 2  # to the window's end + the margin
+    total, ttl = _stored_total(c, store, "addr:ttl", clock)
+    _index, reset = window(c.item, clock())
+    assert total == 1
+    assert 0 < ttl <= math.ceil(reset - clock()) + 2  # to the window's end, plus the margin
 
 
 def test_a_push_that_raises_keeps_its_counts_in_the_process() -> None:
