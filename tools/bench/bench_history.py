@@ -32,6 +32,8 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.databases import reset_postgres
+
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432"
 BENCH_DB = "bench_history"
 PASSWORD = "correct horse battery staple"  # noqa: S105 - a throwaway bench account
@@ -200,14 +202,6 @@ def overrides(url: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def reset_schema(url: str) -> None:
-    engine = sa.create_engine(url)
-    with engine.begin() as connection:
-        connection.execute(sa.text("DROP SCHEMA IF EXISTS public CASCADE"))
-        connection.execute(sa.text("CREATE SCHEMA public"))
-    engine.dispose()
-
-
 def login(client: FlaskClient, username: str) -> dict[str, str]:
     client.post("/api/v2/auth/register", json={"username": username, "password": PASSWORD})
     tokens = client.post("/api/v2/auth/login",
@@ -343,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     from app import create_app
     from app.db import db
 
-    reset_schema(url)
+    reset_postgres(url)
     journal = tempfile.mkdtemp(prefix="bench-history-journal-")
     app_on = create_app(overrides(url, HISTORY_JOURNAL_DIR=journal, LOG_LEVEL="ERROR"))
     with app_on.app_context():
