@@ -75,6 +75,8 @@ class Settings:
     argon2_parallelism: int = 4
     api_key_touch_interval_seconds: int = 300
     legacy_require_api_key: bool = False
+    # Plain `GET /v1/?input=...` answered below Flask (app/solver/legacy_fast.py); a kill switch.
+    legacy_fast_path: bool = True
     ratelimit_enabled: bool = True
     ratelimit_default: str = "100/minute"
     ratelimit_login: str = "10/minute"

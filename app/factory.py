@@ -38,6 +38,7 @@ from app.ops.ratelimit import limiter
 from app.ops.security import init_security
 from app.polls import models as polls_models
 from app.polls.routes import bp as polls_bp
+from app.solver import legacy_fast
 from app.solver import routes as solver_routes
 from app.solver.cli import solve_command
 from app.solver.schemas import LegacyProblemSchema, V2ProblemSchema
@@ -73,12 +74,13 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     configure_logging(settings.log_level)
     _ensure_sqlite_directory(settings)
     _configure_json(app)
-    _configure_proxy(app, settings)
     init_security(app, settings)  # HTTPS redirect, headers, CORS; before the limiter's hooks
     _init_extensions(app)
     _register_blueprints(app, settings)
     _register_hooks(app)
     _register_cli(app)
+    legacy_fast.install(app)  # under ProxyFix: it reads the client's address and scheme
+    _configure_proxy(app, settings)
     return app
 
 

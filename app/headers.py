@@ -46,7 +46,7 @@ def incoming_request_id(headers: Mapping[str, Any]) -> str:
     return new_request_id()
 
 
-def _from_environ(environ: Mapping[str, Any]) -> str:
+def request_id_from_environ(environ: Mapping[str, Any]) -> str:
     for key in _ENVIRON_KEYS:
         value = environ.get(key)
         if value and _SAFE_ID.match(value):
@@ -57,7 +57,7 @@ def _from_environ(environ: Mapping[str, Any]) -> str:
 def begin_request() -> None:
     environ = request.environ
     environ[STARTED] = time.perf_counter()
-    g.request_id = _from_environ(environ)
+    g.request_id = request_id_from_environ(environ)
 
 
 def echo_request_id(response: Response) -> Response:
@@ -72,6 +72,9 @@ def init_request_id(app: Flask) -> None:
 
 _STATIC_HEADERS = (("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
                    ("Referrer-Policy", "no-referrer"))
+# What an API answer (not /docs) gets appended, with HSTS after it over HTTPS.
+API_SECURITY_HEADERS = (*_STATIC_HEADERS, ("Content-Security-Policy", API_CSP))
+HSTS_HEADER = ("Strict-Transport-Security", HSTS)
 _OWN_HEADERS = frozenset({"x-content-type-options", "x-frame-options", "referrer-policy",
                           "content-security-policy", "strict-transport-security"})
 

@@ -6,6 +6,9 @@ authenticated or not; credentials that do not check out count against the client
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from flask import Request, request
 
 from app.auth.decorators import LEGACY_PREFIX, presented_api_key, resolve_presented_key
@@ -14,13 +17,18 @@ from app.auth.tokens import verified_access_claims
 
 def client_address() -> str:
     """`addr:<ip>`: `request.remote_addr` after ProxyFix, so a forged X-Forwarded-For is moot."""
-    return "addr:" + (request.environ.get("REMOTE_ADDR") or "unknown")
+    return address_identity(request.environ)
+
+
+def address_identity(environ: Mapping[str, Any]) -> str:
+    """The identity of a request without credentials: its address (after ProxyFix)."""
+    return "addr:" + (environ.get("REMOTE_ADDR") or "unknown")
 
 
 def identity_key() -> str:
     """`key:<id>` for a live API key, `user:<id>` for a valid access token, else the address."""
     req = request._get_current_object()  # one proxy lookup instead of one per attribute
-    return _resolve_identity(req) or "addr:" + (req.environ.get("REMOTE_ADDR") or "unknown")
+    return _resolve_identity(req) or address_identity(req.environ)
 
 
 def username_key() -> str:

@@ -272,6 +272,21 @@ _quote = json.encoder.encode_basestring_ascii  # a JSON string literal, as json.
 
 
 def request_record(log: logging.Logger, level: int, status: int) -> logging.LogRecord:
+    """The request line's record for the request being handled by Flask."""
+    req = request._get_current_object()  # one proxy lookup instead of one per attribute
+    ctx_g = g._get_current_object()
+    rule = req.url_rule
+    return request_line_record(
+        log, level, status, method=req.method,
+        route=rule.rule if rule is not None else UNMATCHED_ROUTE, path=req.path,
+        client=req.remote_addr, request_id=getattr(ctx_g, "request_id", None),
+        user_id=getattr(getattr(ctx_g, "current_user", None), "id", None),
+        started=req.environ.get(STARTED))
+
+
+def request_line_record(log: logging.Logger, level: int, status: int, *, method: str, route: str,
+                        path: str, client: str | None, request_id: str | None,
+                        user_id: int | None, started: float | None) -> logging.LogRecord:
     """The request line's record with its JSON text (one string built, no dict serialised).
 
     Only client-chosen texts can hold a secret here (method, path, request id, the forwarded
@@ -279,18 +294,10 @@ def request_record(log: logging.Logger, level: int, status: int) -> logging.LogR
     order are those of every other line: time, level, logger, message, request_id, then the
     request's own.
     """
-    req = request._get_current_object()  # one proxy lookup instead of one per attribute
-    ctx_g = g._get_current_object()
     now = time.time()
-    started = req.environ.get(STARTED)
-    method = redact(req.method)
-    rule = req.url_rule
-    route = rule.rule if rule is not None else UNMATCHED_ROUTE
-    client = req.remote_addr
-    request_id = getattr(ctx_g, "request_id", None)
+    method = redact(method)
     if request_id is not None:
         request_id = redact(request_id)
-    user_id = getattr(getattr(ctx_g, "current_user", None), "id", None)
     message = f"{method} {route} {status}"
     duration = "null" if started is None else repr(round((time.perf_counter() - started) * 1000,
                                                           3))
@@ -300,7 +307,7 @@ def request_record(log: logging.Logger, level: int, status: int) -> logging.LogR
         f'"message": {_quote(message)}, '
         f'"request_id": {"null" if request_id is None else _quote(request_id)}, '
         f'"method": {_quote(method)}, "route": {_quote(route)}, '
-        f'"path": {_quote(redact(req.path))}, "status": {int(status)}, '
+        f'"path": {_quote(redact(path))}, "status": {int(status)}, '
         f'"duration_ms": {duration}, '
         f'"user_id": {"null" if user_id is None else int(user_id)}, '
         f'"client": {"null" if not client else _quote(redact(client))}}}'

@@ -136,15 +136,18 @@ def init_metrics(app: Flask) -> None:
 
 def record_request(response: Response) -> Response:
     req = request._get_current_object()  # one proxy lookup instead of one per attribute
-    started = req.environ.get(STARTED)
     rule = req.url_rule
-    count, duration = _request_series(method_label(req.method),
-                                      rule.rule if rule is not None else UNMATCHED_ROUTE,
-                                      response.status_code)
+    observe_request(req.method, rule.rule if rule is not None else UNMATCHED_ROUTE,
+                    response.status_code, req.environ.get(STARTED))
+    return response
+
+
+def observe_request(method: str, route: str, status: int, started: float | None) -> None:
+    """Count one answered request and its duration since `started` (perf_counter)."""
+    count, duration = _request_series(method_label(method), route, status)
     count.inc()
     if started is not None:
         duration.observe(time.perf_counter() - started)
-    return response
 
 
 # (method, route, status) -> (counter child, histogram child): the label values come from fixed

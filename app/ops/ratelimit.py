@@ -52,7 +52,10 @@ EXEMPT_PREFIXES = ("/health/", "/docs")
 EXEMPT_PATHS = frozenset({"/metrics", "/"})
 GENERAL = "general"
 _STATE = "paintshop_ratelimit"
-_DECISION = "paintshop.ratelimit"  # the request's tightest Decision, in the WSGI environ
+# The request's tightest Decision, in the WSGI environ. The legacy fast path (app/solver/
+# legacy_fast.py) puts its general decision there before it hands a refused request to Flask,
+# whose general hook then uses it instead of counting the request again.
+DECISION = "paintshop.ratelimit"
 
 
 class RateLimited(ApiError):
@@ -62,7 +65,7 @@ class RateLimited(ApiError):
         detail = detail or f"rate limit exceeded ({decision.item})"
         super().__init__(429, detail + "; retry later", slug="rate-limited",
                          headers={"Retry-After": str(decision.retry_after()),
-                                  **_header_values(decision)})
+                                  **rate_limit_headers(decision)})
         self.decision = decision
 
 
@@ -193,6 +196,12 @@ class Limiter:
 limiter = Limiter()
 
 
+def general_counter(app: Flask) -> BatchedWindowCounter | None:
+    """The app's general per-identity counter; None when rate limits are off."""
+    limits = app.extensions.get(_STATE)
+    return limits.general if limits is not None else None
+
+
 def _state() -> _AppLimits | None:
     return current_app.extensions.get(_STATE)
 
@@ -217,8 +226,10 @@ def _general_hook(limits: _AppLimits) -> Callable[[], None]:
         rule = req.url_rule
         if rule is not None and rule.endpoint in (limits.skipped or limits.skipped_endpoints()):
             return
-        decision = general.hit(key_func())
-        req.environ[_DECISION] = decision
+        environ = req.environ
+        decision = environ.get(DECISION)
+        if decision is None:
+            decision = environ[DECISION] = general.hit(key_func())
         if not decision.allowed:
             raise RateLimited(decision)
 
@@ -228,19 +239,19 @@ def _general_hook(limits: _AppLimits) -> Callable[[], None]:
 def _remember(decision: Decision) -> None:
     """Keep the tightest decision of this request for its headers."""
     environ = request.environ
-    previous = environ.get(_DECISION)
+    previous = environ.get(DECISION)
     if previous is None or decision.remaining <= previous.remaining:
-        environ[_DECISION] = decision
+        environ[DECISION] = decision
 
 
-def _header_values(decision: Decision) -> dict[str, str]:
+def rate_limit_headers(decision: Decision) -> dict[str, str]:
     return {"X-RateLimit-Limit": str(decision.item.amount),
             "X-RateLimit-Remaining": str(decision.remaining),
             "X-RateLimit-Reset": str(int(decision.reset))}
 
 
 def add_headers(response: Response) -> Response:
-    decision = request.environ.get(_DECISION)
+    decision = request.environ.get(DECISION)
     if decision is not None:
         if response.status_code == 429:  # RateLimited set them; count the refusal
             RATE_LIMITED.labels(route=route_label()).inc()

@@ -22,10 +22,15 @@ def _text(body: str, status: int = 200) -> Response:
 
 
 def _legacy_answer(outcome: service.Outcome) -> Response:
+    text, status = legacy_text_answer(outcome)
+    return _text(text, status)
+
+
+def legacy_text_answer(outcome: service.Outcome) -> tuple[str, int]:
+    """The legacy answer's text and status: the solution line, or the reasons with 400 (413)."""
     if outcome.error is not None:
-        status = 413 if outcome.error.status == 413 else 400
-        return _text(outcome.error.every_error(), status)
-    return _text(formats.format_legacy(outcome.solution))
+        return outcome.error.every_error(), 413 if outcome.error.status == 413 else 400
+    return formats.format_legacy(outcome.solution), 200
 
 
 @legacy_bp.get("/")
@@ -158,6 +163,11 @@ def _record(endpoint: str, kind: str, raw: str | bytes, outcomes: list[service.O
     caller = recording.Caller(user.id if user is not None else None,
                               key.id if key is not None else None, environ.get("REMOTE_ADDR"),
                               environ.get("HTTP_USER_AGENT"), ctx_g.get("request_id"))
+    record_outcomes(caller, endpoint, kind, raw, outcomes)
+
+
+def record_outcomes(caller: recording.Caller, endpoint: str, kind: str, raw: str | bytes,
+                    outcomes: list[service.Outcome]) -> None:
     recording.record(caller, endpoint, kind, raw, [_history_solve(o) for o in outcomes])
 
 
