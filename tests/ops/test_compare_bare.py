@@ -1,4 +1,5 @@
-"""`make compare-bare` reports both ratios and fails under 60 % of the bare Flask hello route."""
+"""`make compare-bare` reports both ratios and fails under 60 % of the bare Flask hello route,
+or when the legacy answers did not become exactly one history row each."""
 
 from __future__ import annotations
 
@@ -16,12 +17,18 @@ def _row(rps: float, non_2xx: int = 0) -> dict:
 def measured(monkeypatch, tmp_path):
     """compare_bare.main with wrk answering the given req/s per route (WSGI, Flask, legacy)."""
 
-    def run(wsgi: dict, flask: dict, legacy: dict) -> int:
+    def run(wsgi: dict, flask: dict, legacy: dict, recorded: int | None = None) -> int:
+        """`recorded`: the history rows the legacy run adds (default: one per 2xx answer)."""
         rows = iter([wsgi, flask, legacy])
+        added = legacy["requests"] - legacy["non_2xx"] if recorded is None else recorded
+        counts = iter([1_000, *[1_000 + added] * 5])
         monkeypatch.setattr(compare_bare.shutil, "which", lambda _name: "/usr/bin/wrk")
         monkeypatch.setattr(compare_bare.stack, "load_state", lambda _cfg: {
-            "bare_url": "https://127.0.0.1:8444", "base_url": "https://127.0.0.1:8443"})
+            "bare_url": "https://127.0.0.1:8444", "base_url": "https://127.0.0.1:8443",
+            "database_url": "postgresql://staging"})
         monkeypatch.setattr(compare_bare, "wrk", lambda *_args: next(rows))
+        monkeypatch.setattr(compare_bare, "legacy_rows", lambda _url: next(counts))
+        monkeypatch.setattr(compare_bare, "HISTORY_WAIT_SECONDS", 0)
         return compare_bare.main(["--seconds", "20", "--json", str(tmp_path / "r.json")])
 
     return run
@@ -36,6 +43,14 @@ def test_at_60_percent_of_flask_it_passes_whatever_the_wsgi_ratio(measured, caps
 def test_under_60_percent_of_flask_it_fails(measured, capsys):
     assert measured(_row(5_000), _row(4_000), _row(2_300)) == 1
     assert "FAIL" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("recorded", "code"), [
+    (2_400 * 20, 0), (2_400 * 20 + 16, 0),  # up to one request in flight per connection
+    (2_400 * 20 - 1, 1), (2_400 * 20 + 17, 1)])
+def test_every_answer_must_have_one_history_row(measured, capsys, recorded, code):
+    assert measured(_row(10_000), _row(4_000), _row(2_400), recorded=recorded) == code
+    assert f"history rows {recorded} for 48000 2xx legacy answers" in capsys.readouterr().out
 
 
 def test_refused_answers_do_not_count_as_served(measured):

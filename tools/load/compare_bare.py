@@ -7,8 +7,12 @@ WSGI hello (GET https://127.0.0.1:8444/), the Flask hello (GET :8444/flask/, too
 and a small legacy GET /v1/ on :8443, one after the other. Target (issue 13): the legacy small
 solve at >= 60% of the bare Flask hello route's 2xx requests/s; both ratios are printed (the raw
 WSGI one is reported, not targeted) and the exit code is 1 under 0.60 of Flask. Non-2xx answers
-do not count as served. wrk2's fixed-rate mode is not packaged for Debian, so the percentiles
-are closed-loop (coordinated omission).
+do not count as served. Every legacy answer must become a history row: the `v1` rows of the
+staging database are counted before the legacy run and, once the loaders have drained the
+journals (at most HISTORY_WAIT_SECONDS), after it; fewer rows than 2xx answers, or more than
+the answers plus the requests still in flight when wrk stopped (one per connection), exit 1.
+wrk2's fixed-rate mode is not packaged for Debian, so the percentiles are closed-loop
+(coordinated omission).
 """
 
 from __future__ import annotations
@@ -19,8 +23,11 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import urllib.parse
 from pathlib import Path
+
+import psycopg2
 
 from tools.load.problems import SMALL_QUERIES
 from tools.staging import stack
@@ -28,6 +35,7 @@ from tools.staging.hello import FLASK_PREFIX
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 TARGET = 0.60  # of the bare Flask hello route's 2xx requests/s
+HISTORY_WAIT_SECONDS = 30
 
 
 def _ms(text: str) -> float:
@@ -73,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         "bare hello (WSGI)": wrk(state["bare_url"] + "/", args.seconds, args.connections),
         "bare hello (Flask)": wrk(state["bare_url"] + FLASK_PREFIX, args.seconds,
                                   args.connections),
-        "legacy small GET": wrk(legacy, args.seconds, args.connections),
     }
+    before = legacy_rows(state["database_url"])
+    rows["legacy small GET"] = wrk(legacy, args.seconds, args.connections)
     for name, row in rows.items():
         print(f"{name:<19} {row['rps']:>8.0f} req/s  p50 {row['p50_ms']} ms  "
               f"p90 {row['p90_ms']} ms  p99 {row['p99_ms']} ms  "
@@ -87,10 +96,38 @@ def main(argv: list[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"routes": rows, "ratio": ratio,
                                      "ratio_flask": flask_ratio}, indent=2) + "\n")
+    answered = rows["legacy small GET"]["requests"] - rows["legacy small GET"]["non_2xx"]
+    recorded = drained_rows(state["database_url"], before, answered) - before
+    print(f"history rows {recorded} for {answered} 2xx legacy answers "
+          f"(at most {args.connections} more: requests in flight when wrk stopped)")
+    failed = False
+    if not answered <= recorded <= answered + args.connections:
+        print("FAIL: not one history row per answer", file=sys.stderr)
+        failed = True
     if flask_ratio < TARGET:
         print(f"FAIL: under {TARGET:.0%} of the Flask hello route", file=sys.stderr)
-        return 1
-    return 0
+        failed = True
+    return 1 if failed else 0
+
+
+def legacy_rows(database_url: str) -> int:
+    with psycopg2.connect(database_url, connect_timeout=5) as connection, \
+            connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM history_entries WHERE endpoint = 'v1'")
+        (count,) = cursor.fetchone()
+    connection.close()
+    return count
+
+
+def drained_rows(database_url: str, before: int, answered: int) -> int:
+    """The count once it reaches the answers and stops growing, or after HISTORY_WAIT_SECONDS."""
+    deadline, last = time.monotonic() + HISTORY_WAIT_SECONDS, -1
+    while True:
+        count = legacy_rows(database_url)
+        if (count - before >= answered and count == last) or time.monotonic() > deadline:
+            return count
+        last = count
+        time.sleep(1)
 
 
 def ok_rps(row: dict, seconds: int) -> float:
