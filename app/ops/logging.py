@@ -17,7 +17,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import re
+import select
 import sys
 import time
 from typing import Any
@@ -203,6 +205,38 @@ class StdoutHandler(logging.StreamHandler):
     @stream.setter
     def stream(self, _value: Any) -> None:
         pass
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        """A line of up to PIPE_BUF bytes is one `os.write` on stdout's descriptor, without the
+        handler's lock: the kernel writes it whole (a pipe, an O_APPEND or a regular file), as
+        it already must between the workers of one instance. Holding the lock across the write,
+        which releases the GIL, made a worker's other threads queue behind it (docs/
+        PERFORMANCE.md section 3e). Longer lines, and a stdout without a descriptor (a test
+        runner's capture), take the lock as StreamHandler does."""
+        if not self.filter(record):
+            return False
+        stream = sys.stdout
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            return bool(super().handle(record))
+        try:
+            data = (self.format(record) + self.terminator).encode()
+            if len(data) <= select.PIPE_BUF:
+                stream.flush()  # whatever was print()ed comes first
+                _write_all(fd, data)
+            else:
+                with self.lock:  # type: ignore[union-attr]
+                    stream.flush()
+                    _write_all(fd, data)
+        except Exception:
+            self.handleError(record)
+        return True
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
 
 
 def make_handler(stream: Any = None, formatter: logging.Formatter | None = None) -> logging.Handler:

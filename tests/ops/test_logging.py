@@ -5,6 +5,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import select
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -246,3 +250,68 @@ def test_the_request_line_is_valid_json_for_any_path(
     assert line["path"] == '/no/"quoted"/back\\slash/\u2028/été'
     assert list(line)[:5] == ["time", "level", "logger", "message", "request_id"]
     assert line["status"] == 404 and isinstance(line["duration_ms"], float)
+
+
+@pytest.fixture
+def stdout_pipe(
+        monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], Callable[[], list[str]]]]:
+    """Call it to put sys.stdout on a real pipe (in the test: pytest's capture sets sys.stdout
+    again between fixtures and test); call the function it returns to close the pipe and get
+    the lines written."""
+    read_fd, write_fd = os.pipe()
+    writer = os.fdopen(write_fd, "w")
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(
+        lambda: os.read(read_fd, 65536), b"")))
+    reader.start()
+
+    def lines() -> list[str]:
+        writer.close()
+        reader.join(timeout=10)
+        os.close(read_fd)
+        return b"".join(chunks).decode().splitlines()
+
+    def start() -> Callable[[], list[str]]:
+        monkeypatch.setattr(sys, "stdout", writer)
+        return lines
+
+    yield start
+
+
+def test_stdout_lines_from_many_threads_arrive_whole(stdout_pipe) -> None:
+    """No lock is held across the write: each line is one write(2), which the kernel keeps
+    whole; a long line (over PIPE_BUF) is written under the handler's lock."""
+    written_lines = stdout_pipe()
+    handler = make_handler()
+    log = logging.getLogger("test.stdout.threads")
+    log.addHandler(handler)
+    log.propagate = False
+    long_text = "x" * (select.PIPE_BUF * 3)
+
+    def emit(thread: int) -> None:
+        for i in range(200):
+            log.warning("line %d of thread %d", i, thread, extra={"pad": "y" * (i % 50)})
+        log.warning(long_text)
+
+    try:
+        threads = [threading.Thread(target=emit, args=(t,)) for t in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        log.removeHandler(handler)
+    written = [json.loads(line) for line in written_lines()]
+    assert len(written) == 8 * 201
+    assert sorted(line["message"] for line in written if line["message"] != long_text) == sorted(
+        f"line {i} of thread {t}" for t in range(8) for i in range(200))
+    assert sum(line["message"] == long_text for line in written) == 8
+
+
+def test_stdout_without_a_descriptor_still_gets_every_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    captured = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", captured)  # a test runner's capture: no fileno()
+    handler = make_handler()
+    handler.handle(logging.LogRecord("test.capture", logging.INFO, "", 0, "captured", None, None))
+    assert json.loads(captured.getvalue())["message"] == "captured"
