@@ -118,6 +118,9 @@ class Settings:
     history_journal_inline_bytes: int = 16 * 1024 * 1024
     history_loader_poll_ms: int = 100
     history_loader_batch_rows: int = 20_000
+    # A stopping loader waits this long at most for the instance's web workers to finish their
+    # last requests (gunicorn's graceful timeout is 30 s) before it calls an empty journal done.
+    history_loader_stop_wait_seconds: int = 35
     # Instances' clocks may disagree by this much: an erase also drops rows stamped up to this
     # long after it (see docs/OPERATIONS.md, history journal).
     history_erase_tolerance_ms: int = 1_000
@@ -184,7 +187,8 @@ class Settings:
             if getattr(self, name) < 1:
                 problems.append(f"{name.upper()} must be at least 1")
         for name in ("trusted_proxy_hops", "history_erase_tolerance_ms",
-                     "history_journal_inline_bytes", "db_idle_in_transaction_timeout_ms"):
+                     "history_journal_inline_bytes", "db_idle_in_transaction_timeout_ms",
+                     "history_loader_stop_wait_seconds"):
             if getattr(self, name) < 0:
                 problems.append(f"{name.upper()} must not be negative")
         problems.extend(_ratelimit_problems(self))

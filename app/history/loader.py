@@ -557,10 +557,13 @@ def _single_loader(directory: Path, stop: threading.Event) -> int | None:
 
 
 def run(loader: Loader, stop: threading.Event, poll_seconds: float,
-        summary_seconds: float = 60.0) -> None:
+        summary_seconds: float = 60.0, stop_wait_seconds: float = 0.0) -> None:
     """Load until `stop` is set and the journal is empty; retry with backoff while the
-    database is unreachable."""
+    database is unreachable. Once stopped, an empty journal is done only when no process that
+    wrote to it is alive (a web worker may still be answering its last requests), or after
+    `stop_wait_seconds`."""
     backoff, down_since, next_summary = poll_seconds, None, time.monotonic() + summary_seconds
+    stopped_at: float | None = None
     while True:
         try:
             handled = loader.load_batch()
@@ -581,8 +584,13 @@ def run(loader: Loader, stop: threading.Event, poll_seconds: float,
             log.info("history loader", extra={"totals": dict(loader.totals)})
         if handled:
             continue
-        if stop.is_set() and journal_empty(loader.directory):
-            return
+        if stop.is_set():
+            stopped_at = time.monotonic() if stopped_at is None else stopped_at
+            waited = time.monotonic() - stopped_at >= stop_wait_seconds
+            # writers first: once none is alive, nothing can be added after the emptiness check
+            if (waited or not recording.live_writers(loader.directory)) and journal_empty(
+                    loader.directory):
+                return
         time.sleep(poll_seconds)
 
 
@@ -599,7 +607,8 @@ def main() -> None:
     log.info("history loader on %s every %d ms", loader.directory,
              settings.history_loader_poll_ms)
     with app.app_context():
-        run(loader, stop, settings.history_loader_poll_ms / 1000)
+        run(loader, stop, settings.history_loader_poll_ms / 1000,
+            stop_wait_seconds=settings.history_loader_stop_wait_seconds)
     log.info("history loader stopped: journal empty", extra={"totals": dict(loader.totals)})
 
 

@@ -11,6 +11,10 @@ The journal is a directory per instance (HISTORY_JOURNAL_DIR) of segment files:
                                                           an exclusive flock on it
     <same name>.seg                                       closed: complete, for the loader
 
+A process that has written holds an exclusive flock on its `<pid>-<random>.writer` file until it
+exits (the kernel drops it even after kill -9), so a loader told to stop can wait for the writers
+of its instance to finish their last requests (`live_writers`) before it calls the journal empty.
+
 A segment is created as `.tmp`, locked and given its header before it is renamed `.open`, so the
 loader never sees an unlocked segment of a live writer. A thread closes (renames) a segment once
 it is HISTORY_JOURNAL_ROTATE_MS old, or at HISTORY_JOURNAL_SEGMENT_BYTES. A process killed with
@@ -63,6 +67,7 @@ log = logging.getLogger("app.history")
 FORMAT = 2
 EXTENSION = "history_journal"
 OPEN, CLOSED, CREATING = ".open", ".seg", ".tmp"
+WRITER = ".writer"  # <pid>-<random>.writer: flocked by a process that has written, for its life
 GAUGE_INTERVAL_SECONDS = 1.0
 _USER_AGENT_MAX = 256
 _ADDRESS_MAX = 64
@@ -200,6 +205,11 @@ class Journal:
             with contextlib.suppress(OSError):
                 os.close(inherited.fd)
         self._lock = threading.Lock()  # a parent's thread may have held it at fork time
+        inherited_mark = getattr(self, "_writer", None)
+        if inherited_mark is not None:  # the parent's mark, not ours
+            with contextlib.suppress(OSError):
+                os.close(inherited_mark[0])
+        self._writer: tuple[int, Path] | None = None
         self.backlog = Backlog(self.directory)
         self._prefix = secrets.token_hex(6).encode()  # with the sequence: unique per request
         self._sequence = itertools.count()
@@ -243,9 +253,20 @@ class Journal:
             done = self._retire(self._segment)
         self._finish(done)
 
+    def release_writer_mark(self) -> None:
+        """At exit, once the segments are closed: this process writes no more."""
+        mark, self._writer = self._writer, None
+        if mark is not None:
+            fd, path = mark
+            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
     def _open(self) -> _Segment:
         """A new current segment (called with the lock held)."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        if self._writer is None:
+            self._writer = _writer_mark(self.directory)
         name = f"{time.time_ns() // 1000:017d}-{os.getpid()}-{secrets.token_hex(3)}"
         creating = self.directory / (name + CREATING)
         fd = os.open(creating, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC,
@@ -353,6 +374,38 @@ class Backlog:
         return rows, age
 
 
+def _writer_mark(directory: Path) -> tuple[int, Path]:
+    """Create and flock this process's `.writer` file; the descriptor holds the lock."""
+    path = directory / f"{os.getpid()}-{secrets.token_hex(3)}{WRITER}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd, path
+
+
+def live_writers(directory: Path) -> int:
+    """How many processes that wrote to `directory` are alive; the marks of dead ones (their
+    flock is free) are removed."""
+    alive = 0
+    try:
+        names = [n for n in os.listdir(directory) if n.endswith(WRITER)]
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        try:
+            fd = os.open(directory / name, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue  # its writer removed it at exit
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            alive += 1
+        else:
+            (directory / name).unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+    return alive
+
+
 def segment_stamp(name: str) -> int | None:
     """The first row's time (µs since the epoch) from a segment's file name."""
     head = name.split("-", 1)[0]
@@ -383,6 +436,12 @@ def close_all() -> None:
         journal.close()
 
 
+def _at_exit() -> None:
+    for journal in list(_journals.values()):
+        journal.close()
+        journal.release_writer_mark()
+
+
 def _after_fork_in_child() -> None:
     global _journals_lock
     _journals_lock = threading.Lock()
@@ -391,7 +450,7 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(close_all)  # a worker that exits normally leaves closed segments
+atexit.register(_at_exit)  # a worker that exits normally leaves closed segments, and no mark
 
 
 def init_app(app: Flask) -> None:

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -17,7 +18,7 @@ from tests.history.conftest import GOOD, rows
 
 def journal_files(directory: str | Path = JOURNAL_DIR) -> list[str]:
     return sorted(p.name for p in Path(directory).iterdir() if p.is_file()
-                  and p.name != "loader.lock")
+                  and p.name != "loader.lock" and not p.name.endswith(recording.WRITER))
 
 
 def test_a_request_appends_one_line_to_an_open_segment_with_a_header(client):
@@ -160,10 +161,11 @@ def test_text_and_bytes_inputs_round_trip_through_the_journal(app, client, raw, 
 
 def test_a_request_costs_one_write_and_no_fsync(client, monkeypatch):
     client.get("/v1/", query_string={"input": json.dumps(GOOD)})  # opens the segment
+    segment_fd = client.application.extensions[recording.EXTENSION]._segment.fd
     calls = []
     real_write = recording.os.write
-    monkeypatch.setattr(recording.os, "write",
-                        lambda fd, data: calls.append("write") or real_write(fd, data))
+    monkeypatch.setattr(recording.os, "write", lambda fd, data: (
+        fd == segment_fd and calls.append("write")) or real_write(fd, data))  # not the log
     monkeypatch.setattr(os, "fsync", lambda fd: calls.append("fsync"))
     monkeypatch.setattr(os, "fdatasync", lambda fd: calls.append("fdatasync"))
     client.get("/v1/", query_string={"input": json.dumps(GOOD)})
@@ -292,3 +294,58 @@ def test_a_write_interrupted_by_any_exception_leaves_its_segment_closable(tmp_pa
     [name] = journal_files(tmp_path)
     assert name.endswith(recording.CLOSED)
     assert [json.loads(x)[6] for x in (tmp_path / name).read_text().splitlines()[1:]] == ["kept"]
+
+
+def test_a_process_that_wrote_is_a_live_writer_until_it_exits(tmp_path):
+    """The `.writer` mark: held by this process once it wrote; a child that wrote and died
+    (no exit handlers, as kill -9) leaves a free mark, which counting removes."""
+    directory = tmp_path / "w"
+    journal = recording.journal_for(directory, 60_000, 1 << 20, 1 << 20, 1 << 16)
+    assert recording.live_writers(directory) == 0
+    journal.write(_record_fields("parent"))
+    assert recording.live_writers(directory) == 1
+    pid = os.fork()
+    if pid == 0:  # the child: fresh state after the fork hook; write, then vanish
+        try:
+            journal.write(_record_fields("child"))
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    marks = sorted(p.name for p in directory.iterdir() if p.name.endswith(recording.WRITER))
+    assert [name.split("-")[0] for name in marks] == sorted([str(os.getpid()), str(pid)])
+    assert recording.live_writers(directory) == 1  # the child's mark is free: removed
+    assert [p.name.split("-")[0] for p in directory.iterdir()
+            if p.name.endswith(recording.WRITER)] == [str(os.getpid())]
+    journal.close()
+    journal.release_writer_mark()  # as at exit
+    assert recording.live_writers(directory) == 0
+    assert not any(p.name.endswith(recording.WRITER) for p in directory.iterdir())
+
+
+def _idle_loader(directory: Path) -> SimpleNamespace:
+    return SimpleNamespace(directory=directory, load_batch=lambda: 0, totals={})
+
+
+def test_a_stopped_loader_waits_for_the_writers_before_it_calls_the_journal_empty(
+        tmp_path, monkeypatch):
+    """SIGTERM reaches the loader and the web workers together: the workers' last answers may
+    come after the journal was first seen empty."""
+    alive = iter([2, 1, 0])
+    checks: list[int] = []
+
+    def live_writers(_directory: Path) -> int:
+        checks.append(count := next(alive))
+        return count
+
+    monkeypatch.setattr(recording, "live_writers", live_writers)
+    stop = threading.Event()
+    stop.set()
+    loader.run(_idle_loader(tmp_path), stop, poll_seconds=0, stop_wait_seconds=3600)
+    assert checks == [2, 1, 0]
+
+
+def test_a_stopped_loader_does_not_wait_for_writers_past_its_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(recording, "live_writers", lambda _directory: 1)  # they never go
+    stop = threading.Event()
+    stop.set()
+    loader.run(_idle_loader(tmp_path), stop, poll_seconds=0, stop_wait_seconds=0)  # returns

@@ -167,7 +167,10 @@ def test_the_loader_process_drains_the_journal_on_sigterm(app, client, database_
         process.send_signal(signal.SIGTERM)
         time.sleep(0.3)
         assert process.poll() is None, "stopped while a segment was still open"
-        journal.close()  # the web workers stop: their segments close
+        journal.close()  # the web workers stop: their segments close, and they exit
+        time.sleep(0.3)
+        assert process.poll() is None, "stopped while a writer was still alive"
+        journal.release_writer_mark()
         output, _ = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
