@@ -5,7 +5,10 @@ rate limits (disposed afterwards), the local Redis and metric samples."""
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
+import json
+import logging
 import os
 import tempfile
 import uuid
@@ -23,6 +26,7 @@ from prometheus_client import REGISTRY
 from app import create_app
 from app.db import db
 from app.history import loader, recording
+from app.ops.logging import make_handler
 from tests.databases import reset_postgres
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256-0123456789"
@@ -241,3 +245,25 @@ def limited_app(other_app: Callable[..., Flask]) -> Callable[..., Flask]:
 def metric(name: str, **labels: str) -> float:
     """The current value of a sample in the default Prometheus registry (0 when absent)."""
     return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture
+def logs() -> Iterator[io.StringIO]:
+    """Everything the app's JSON handler writes during the test."""
+    stream = io.StringIO()
+    handler = make_handler(stream)
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    yield stream
+    root.removeHandler(handler)
+    root.setLevel(level)
+
+
+def lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+
+
+def request_lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [line for line in lines(stream) if line["logger"] == "app.request"]

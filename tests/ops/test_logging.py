@@ -19,29 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.ops.logging import _PATTERNS, GunicornAccessFormatter, make_handler, redact
-from tests.conftest import PASSWORD
-
-
-@pytest.fixture
-def logs() -> Iterator[io.StringIO]:
-    """Everything the app's JSON handler writes during the test."""
-    stream = io.StringIO()
-    handler = make_handler(stream)
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    yield stream
-    root.removeHandler(handler)
-    root.setLevel(level)
-
-
-def lines(stream: io.StringIO) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
-
-
-def request_lines(stream: io.StringIO) -> list[dict[str, Any]]:
-    return [line for line in lines(stream) if line["logger"] == "app.request"]
+from tests.conftest import PASSWORD, lines, request_lines
 
 
 def test_one_json_line_per_request_with_the_agreed_fields(
@@ -301,7 +279,8 @@ def test_stdout_lines_from_many_threads_arrive_whole(stdout_pipe) -> None:
             thread.join()
     finally:
         log.removeHandler(handler)
-    written = [json.loads(line) for line in written_lines()]
+    written = [line for line in map(json.loads, written_lines())  # whole JSON lines only
+               if line["logger"] == "test.stdout.threads"]  # not the app's background threads
     assert len(written) == 8 * 201
     assert sorted(line["message"] for line in written if line["message"] != long_text) == sorted(
         f"line {i} of thread {t}" for t in range(8) for i in range(200))

@@ -4,10 +4,8 @@ and rate-limit count; every other request reaches Flask."""
 
 from __future__ import annotations
 
-import io
 import json
-import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -17,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from app.ops.logging import make_handler
 from app.solver import service
 from app.solver.legacy_fast import LegacyFastPath
+from tests.conftest import request_lines
 from tests.history.conftest import rows
 from tests.ops.test_security import PRODUCTION
 
@@ -162,28 +160,14 @@ def _comparable(row: Any) -> dict[str, Any]:
     return {k: v for k, v in vars(row).items() if k not in skip}
 
 
-@pytest.fixture
-def request_lines() -> Iterator[Callable[[], list[dict[str, Any]]]]:
-    stream = io.StringIO()
-    handler = make_handler(stream)
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()
-                   if json.loads(line)["logger"] == "app.request"]
-    root.removeHandler(handler)
-    root.setLevel(level)
-
-
 @pytest.mark.parametrize("query", [QUERIES[0], QUERIES[3]])
-def test_the_request_line_is_the_flask_paths_line(make_app, flask_path, request_lines, query):
+def test_the_request_line_is_the_flask_paths_line(make_app, flask_path, logs, query):
     kwargs = {"headers": {"X-Request-ID": "line-id"},
               "environ_base": {"REMOTE_ADDR": "203.0.113.6"}}
     make_app().test_client().get("/v1/?" + query, **kwargs)
     flask_path().test_client().get("/v1/?" + query, **kwargs)
     first, second = ({k: v for k, v in line.items() if k not in ("time", "duration_ms")}
-                     for line in request_lines())
+                     for line in request_lines(logs))
     assert first == second
     assert (first["request_id"], first["client"], first["route"]) == (
         "line-id", "203.0.113.6", "/v1/")
