@@ -21,6 +21,7 @@ import os
 import re
 import select
 import sys
+import threading
 import time
 from typing import Any
 
@@ -193,10 +194,29 @@ def _ms(microseconds: Any) -> float | None:
 
 
 class StdoutHandler(logging.StreamHandler):
-    """Writes to whatever sys.stdout is at the time (test runners swap it)."""
+    """Writes to whatever sys.stdout is at the time (test runners swap it).
+
+    A line of up to PIPE_BUF bytes is one `os.write` on stdout's descriptor, without a lock
+    held across it: the kernel writes it whole (a pipe, an O_APPEND or a regular file), as it
+    already must between the workers of one instance. StreamHandler held its lock across the
+    write, which releases the GIL, so a worker's other threads queued behind every line (docs/
+    PERFORMANCE.md section 3e). A longer line, which a pipe may split, waits for the short
+    writes in flight and holds new ones off while it is written (`_gate`, held only to count).
+    A stdout without a descriptor (a test runner's capture) takes StreamHandler's way.
+    """
 
     def __init__(self) -> None:
         super().__init__(sys.stdout)
+        self._reset_gate()
+
+    def _reset_gate(self) -> None:
+        self._gate = threading.Condition(threading.Lock())
+        self._short_writes = 0
+        self._long_write = False
+
+    def _at_fork_reinit(self) -> None:  # logging calls it in a forked child
+        super()._at_fork_reinit()
+        self._reset_gate()
 
     @property  # type: ignore[override]
     def stream(self) -> Any:
@@ -207,12 +227,6 @@ class StdoutHandler(logging.StreamHandler):
         pass
 
     def handle(self, record: logging.LogRecord) -> bool:
-        """A line of up to PIPE_BUF bytes is one `os.write` on stdout's descriptor, without the
-        handler's lock: the kernel writes it whole (a pipe, an O_APPEND or a regular file), as
-        it already must between the workers of one instance. Holding the lock across the write,
-        which releases the GIL, made a worker's other threads queue behind it (docs/
-        PERFORMANCE.md section 3e). Longer lines, and a stdout without a descriptor (a test
-        runner's capture), take the lock as StreamHandler does."""
         if not self.filter(record):
             return False
         stream = sys.stdout
@@ -222,16 +236,42 @@ class StdoutHandler(logging.StreamHandler):
             return bool(super().handle(record))
         try:
             data = (self.format(record) + self.terminator).encode()
+            stream.flush()  # whatever was print()ed comes first
             if len(data) <= select.PIPE_BUF:
-                stream.flush()  # whatever was print()ed comes first
-                _write_all(fd, data)
+                self._write_short(fd, data)
             else:
-                with self.lock:  # type: ignore[union-attr]
-                    stream.flush()
-                    _write_all(fd, data)
+                self._write_long(fd, data)
         except Exception:
             self.handleError(record)
         return True
+
+    def _write_short(self, fd: int, data: bytes) -> None:
+        gate = self._gate
+        with gate:
+            while self._long_write:
+                gate.wait()
+            self._short_writes += 1
+        try:
+            _write_all(fd, data)
+        finally:
+            with gate:
+                self._short_writes -= 1
+                if not self._short_writes:
+                    gate.notify_all()
+
+    def _write_long(self, fd: int, data: bytes) -> None:
+        gate = self._gate
+        with self.lock:  # type: ignore[union-attr]  # long lines one at a time
+            with gate:
+                self._long_write = True
+                while self._short_writes:
+                    gate.wait()
+            try:
+                _write_all(fd, data)
+            finally:
+                with gate:
+                    self._long_write = False
+                    gate.notify_all()
 
 
 def _write_all(fd: int, data: bytes) -> None:
