@@ -11,13 +11,13 @@ calling the same functions the Flask path calls, in the same order:
     (app.ops.metrics) -> the request id, rate-limit and security headers (app.headers)
 
 The plain case: `GET` on exactly `/v1/`, no `X-API-Key` or `Authorization` header (the rate
-limit then counts the client address), an ASCII query string without NUL, without `api_key` and
-with `input`, HTTPS in production, LEGACY_REQUIRE_API_KEY and FAULT_FAILURE_RATE off. Everything
-else goes to Flask unchanged, and so does a request the general limit refuses (its decision goes
-along in the environ, so it is counted once) or one whose solve raises (Flask's error handling
-answers it). LEGACY_FAST_PATH=false turns the layer off. tests/solver/test_legacy_fast.py holds
-both paths to the same answers, headers, history rows, metrics and log lines;
-tools/bench/bench_request_cost.py measures what it saves.
+limit then counts the client address), no body type, an ASCII query string without NUL, without
+`api_key` and with `input`, HTTPS in production, LEGACY_REQUIRE_API_KEY and FAULT_FAILURE_RATE
+off. Everything else goes to Flask unchanged, and so does a request the general limit refuses
+(its decision goes along in the environ, so it is counted once) or one whose solve raises
+(Flask's error handling answers it). LEGACY_FAST_PATH=false turns the layer off.
+tests/solver/test_legacy_fast.py holds both paths to the same answers, headers, history rows,
+metrics and log lines; tools/bench/bench_request_cost.py measures what it saves.
 """
 
 from __future__ import annotations
@@ -93,6 +93,8 @@ class LegacyFastPath:
         if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "GET":
             return None
         if "HTTP_X_API_KEY" in environ or "HTTP_AUTHORIZATION" in environ:
+            return None
+        if environ.get("CONTENT_TYPE"):  # a body Flask would check for NUL (form fields)
             return None
         settings: Settings = self.app.config["SETTINGS"]
         if (not settings.legacy_fast_path or settings.legacy_require_api_key

@@ -108,6 +108,8 @@ def test_any_document_answers_as_flask(app, flask_path, document):
     ("GET", "/v1/", "input=%00", {}),
     ("GET", "/v1/", "", {}),
     ("GET", "/v1/", "inputs=1", {}),
+    ("GET", "/v1/", "input=" + quote(json.dumps(SMALL)),
+     {"Content-Type": "application/x-www-form-urlencoded"}),
     ("POST", "/v1/", "", {}),
 ])
 def test_other_requests_reach_flask(app, flask_calls, method, path, query, headers):
@@ -140,6 +142,16 @@ def test_production_redirects_plain_http_through_flask(other_app, flask_calls):
     assert (secure.status_code, secure.data) == (200, b"1 0 0 0 0")
     assert secure.headers["Strict-Transport-Security"].startswith("max-age=")
     assert handed == ["/v1/"]
+
+
+def test_cors_settings_change_nothing_on_the_legacy_get(make_app, flask_path, flask_calls):
+    """CORS covers /api/* only: a browser's Origin gets the same answer on both paths."""
+    settings = {"CORS_ORIGINS": "https://factory.example"}
+    fast, slow = make_app(**settings), flask_path(**settings)
+    handed = flask_calls(fast)
+    headers = {"Origin": "https://factory.example"}
+    assert answer(fast, QUERIES[0], headers=headers) == answer(slow, QUERIES[0], headers=headers)
+    assert handed == []
 
 
 def test_the_history_row_is_the_flask_paths_row(make_app, flask_path):
