@@ -375,10 +375,18 @@ class Backlog:
 
 
 def _writer_mark(directory: Path) -> tuple[int, Path]:
-    """Create and flock this process's `.writer` file; the descriptor holds the lock."""
+    """Create and flock this process's `.writer` file; the descriptor holds the lock. Locked
+    before it gets its name, as a segment is, so `live_writers` never sees it unlocked."""
     path = directory / f"{os.getpid()}-{secrets.token_hex(3)}{WRITER}"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    creating = path.with_name(path.name + CREATING)
+    fd = os.open(creating, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.rename(creating, path)
+    except OSError:
+        os.close(fd)
+        creating.unlink(missing_ok=True)
+        raise
     return fd, path
 
 
