@@ -6,8 +6,8 @@ This WSGI layer sits under ProxyFix, in front of Flask, and answers the plain ca
 calling the same functions the Flask path calls, in the same order:
 
     request id and start time (app.headers) -> general rate limit (app.ops.ratelimit) -> solve
-    and its text answer (app.solver.service, routes.legacy_text_answer) -> history journal
-    (routes.record_outcomes) -> request line (app.ops.logging) -> request metrics
+    and its text answer (app.solver.service, legacy_text_answer) -> history journal
+    (service.record_outcomes) -> request line (app.ops.logging) -> request metrics
     (app.ops.metrics) -> the request id, rate-limit and security headers (app.headers)
 
 The plain case: `GET` on exactly `/v1/`, no `X-API-Key` or `Authorization` header (the rate
@@ -37,7 +37,7 @@ from app.headers import API_SECURITY_HEADERS, HSTS_HEADER, STARTED, request_id_f
 from app.history import inputs, recording
 from app.ops import metrics, ratelimit
 from app.ops.logging import REQUEST_LOGGER, request_line_record
-from app.solver import routes, service
+from app.solver import service
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 PATH = "/v1/"
@@ -71,11 +71,11 @@ class LegacyFastPath:
             if outcome is not None and recording.enabled():
                 caller = recording.Caller(None, None, environ.get("REMOTE_ADDR"),
                                           environ.get("HTTP_USER_AGENT"), request_id)
-                routes.record_outcomes(caller, "v1", inputs.TEXT, raw, [outcome])
+                service.record_outcomes(caller, "v1", inputs.TEXT, raw, [outcome])
         if outcome is None:  # Flask's error handling answers it (the same solve raises again)
             environ[ratelimit.DECISION] = decision
             return self.flask_app(environ, start_response)
-        text, status = routes.legacy_text_answer(outcome)
+        text, status = service.legacy_text_answer(outcome)
         self._log(status, environ, request_id, started)
         metrics.observe_request("GET", ROUTE, status, started)
         body = text.encode()

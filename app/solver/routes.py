@@ -22,15 +22,8 @@ def _text(body: str, status: int = 200) -> Response:
 
 
 def _legacy_answer(outcome: service.Outcome) -> Response:
-    text, status = legacy_text_answer(outcome)
+    text, status = service.legacy_text_answer(outcome)
     return _text(text, status)
-
-
-def legacy_text_answer(outcome: service.Outcome) -> tuple[str, int]:
-    """The legacy answer's text and status: the solution line, or the reasons with 400 (413)."""
-    if outcome.error is not None:
-        return outcome.error.every_error(), 413 if outcome.error.status == 413 else 400
-    return formats.format_legacy(outcome.solution), 200
 
 
 @legacy_bp.get("/")
@@ -163,25 +156,4 @@ def _record(endpoint: str, kind: str, raw: str | bytes, outcomes: list[service.O
     caller = recording.Caller(user.id if user is not None else None,
                               key.id if key is not None else None, environ.get("REMOTE_ADDR"),
                               environ.get("HTTP_USER_AGENT"), ctx_g.get("request_id"))
-    record_outcomes(caller, endpoint, kind, raw, outcomes)
-
-
-def record_outcomes(caller: recording.Caller, endpoint: str, kind: str, raw: str | bytes,
-                    outcomes: list[service.Outcome]) -> None:
-    recording.record(caller, endpoint, kind, raw, [_history_solve(o) for o in outcomes])
-
-
-def _history_solve(outcome: service.Outcome) -> recording.Solve:
-    problem, solution, error = outcome.problem, outcome.solution, outcome.error
-    result = matte = error_document = None
-    if error is not None:
-        error_document = {"status": error.status, "detail": str(error),
-                          "errors": [{"pointer": e.pointer, "detail": e.message}
-                                     for e in error.errors]}
-    elif solution is not None:
-        result, matte = formats.solution_to_v2(solution), solution.matte_count
-    return recording.Solve(
-        outcome.status, problem.colors if problem else None,
-        len(problem.customers) if problem else None, problem.pair_count if problem else None,
-        matte, round(outcome.duration_ms, 3), result, error_document,
-    )
+    service.record_outcomes(caller, endpoint, kind, raw, outcomes)

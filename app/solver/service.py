@@ -1,6 +1,8 @@
 """Solve requests end to end: parse with the configured limits, solve, shape the answer.
 
-Routes call these functions and record the outcomes in the history (plain values, routes.py).
+Routes (and the legacy fast path, legacy_fast.py) call these functions, shape the legacy text
+answer with `legacy_text_answer`, and hand each outcome to the history as plain values with the
+caller they read from the request (`record_outcomes`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.config import current_settings
+from app.history import recording
 from app.ops import metrics
 from app.solver import engine, formats
 
@@ -106,3 +109,32 @@ def _raiser(error: formats.ProblemFormatError) -> Callable[[], tuple[str, engine
         raise error
 
     return parse
+
+
+def legacy_text_answer(outcome: Outcome) -> tuple[str, int]:
+    """The legacy answer's text and status: the solution line, or the reasons with 400 (413)."""
+    if outcome.error is not None:
+        return outcome.error.every_error(), 413 if outcome.error.status == 413 else 400
+    return formats.format_legacy(outcome.solution), 200
+
+
+def record_outcomes(caller: recording.Caller, endpoint: str, kind: str, raw: str | bytes,
+                    outcomes: list[Outcome]) -> None:
+    """Append the outcomes of one request to the history journal (never raises)."""
+    recording.record(caller, endpoint, kind, raw, [_history_solve(o) for o in outcomes])
+
+
+def _history_solve(outcome: Outcome) -> recording.Solve:
+    problem, solution, error = outcome.problem, outcome.solution, outcome.error
+    result = matte = error_document = None
+    if error is not None:
+        error_document = {"status": error.status, "detail": str(error),
+                          "errors": [{"pointer": e.pointer, "detail": e.message}
+                                     for e in error.errors]}
+    elif solution is not None:
+        result, matte = formats.solution_to_v2(solution), solution.matte_count
+    return recording.Solve(
+        outcome.status, problem.colors if problem else None,
+        len(problem.customers) if problem else None, problem.pair_count if problem else None,
+        matte, round(outcome.duration_ms, 3), result, error_document,
+    )
