@@ -75,8 +75,10 @@ class Settings:
     argon2_parallelism: int = 4
     api_key_touch_interval_seconds: int = 300
     legacy_require_api_key: bool = False
-    # Plain `GET /v1/?input=...` answered below Flask (app/solver/legacy_fast.py); a kill switch.
+    # Plain `GET /v1/?input=...` and plain votes answered below Flask (app/fastpath.py); kill
+    # switches.
     legacy_fast_path: bool = True
+    vote_fast_path: bool = True
     ratelimit_enabled: bool = True
     ratelimit_default: str = "100/minute"
     ratelimit_login: str = "10/minute"

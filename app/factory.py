@@ -10,7 +10,7 @@ from flask import Flask
 from sqlalchemy.engine import make_url
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import health, maintenance
+from app import fastpath, health, maintenance
 from app.auth import models as auth_models
 from app.auth.cli import auth_cli, users_cli
 from app.auth.identity import identity_key
@@ -38,9 +38,10 @@ from app.ops.ratelimit import limiter
 from app.ops.security import init_security
 from app.polls import models as polls_models
 from app.polls.routes import bp as polls_bp
-from app.solver import legacy_fast
+from app.polls.vote_fast import VoteRoute
 from app.solver import routes as solver_routes
 from app.solver.cli import solve_command
+from app.solver.legacy_fast import LegacyRoute
 from app.solver.schemas import LegacyProblemSchema, V2ProblemSchema
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -79,7 +80,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     _register_blueprints(app, settings)
     _register_hooks(app)
     _register_cli(app)
-    legacy_fast.install(app)  # under ProxyFix: it reads the client's address and scheme
+    # The hot routes below Flask, under ProxyFix: they read the client's address and scheme.
+    fastpath.install(app, [LegacyRoute(), VoteRoute()])
     _configure_proxy(app, settings)
     return app
 

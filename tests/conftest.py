@@ -1,6 +1,7 @@
 """Shared fixtures: one migrated database per run (SQLite, or PostgreSQL via TEST_DATABASE_URL),
 an app bound to it, a client, rows emptied after every test, account helpers, extra apps with
-rate limits (disposed afterwards), the local Redis and metric samples."""
+rate limits (disposed afterwards), the local Redis, metric samples, log lines and the requests
+the fast paths hand to Flask."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from prometheus_client import REGISTRY
 
 from app import create_app
 from app.db import db
+from app.fastpath import FastPaths
 from app.history import loader, recording
 from app.ops.logging import make_handler
 from tests.databases import reset_postgres
@@ -267,3 +269,50 @@ def lines(stream: io.StringIO) -> list[dict[str, Any]]:
 
 def request_lines(stream: io.StringIO) -> list[dict[str, Any]]:
     return [line for line in lines(stream) if line["logger"] == "app.request"]
+
+
+def fast_paths(app: Flask) -> FastPaths:
+    """The app's fast-path layer (app/fastpath.py), under ProxyFix."""
+    wsgi = app.wsgi_app
+    while not isinstance(wsgi, FastPaths):
+        wsgi = wsgi.app  # ProxyFix
+    return wsgi
+
+
+@pytest.fixture
+def flask_calls(monkeypatch: pytest.MonkeyPatch) -> Callable[[Flask], list[str]]:
+    """`flask_calls(app)`: the paths of the requests the fast paths of `app` handed to Flask."""
+
+    def watch(app: Flask) -> list[str]:
+        seen: list[str] = []
+        fast = fast_paths(app)
+        inner = fast.flask_app
+
+        def counted(environ: dict[str, Any], start_response: Any) -> Any:
+            seen.append(environ["PATH_INFO"])
+            return inner(environ, start_response)
+
+        monkeypatch.setattr(fast, "flask_app", counted)
+        return seen
+
+    return watch
+
+
+@pytest.fixture
+def hits(monkeypatch: pytest.MonkeyPatch) -> Callable[[Flask], list[str]]:
+    """`hits(app)`: the identities the app's general limit counted."""
+
+    def watch(app: Flask) -> list[str]:
+        counted: list[str] = []
+        counter = fast_paths(app).counter
+        assert counter is not None
+        hit = counter.hit
+
+        def counting(identity: str) -> Any:
+            counted.append(identity)
+            return hit(identity)
+
+        monkeypatch.setattr(counter, "hit", counting)
+        return counted
+
+    return watch

@@ -111,19 +111,10 @@ def cast_vote(poll_id: str, caller: User | VerifiedToken, raw_choices: list[int 
     for attempt in (1, 2):
         definition = poll_definition(poll_id)
         try:
-            chosen = resolve_choices(definition, raw_choices)
+            stored, now, bodies = _ballot(definition, raw_choices)
         except ApiError:
             VOTES.labels(outcome="rejected").inc()
             raise
-        p = definition.truth_probability
-        k = len(definition.options)
-        # For private polls the true choice lives only in this frame; the randomized one is stored.
-        stored = chosen if p is None else [stats.randomize_choice(
-            chosen[0], k, p, per_app(RANDOM_EXTENSION, secrets.SystemRandom))]
-        del chosen
-        now = utcnow()
-        bodies = {status: _vote_body(poll_id, status, now, stored, p is not None)
-                  for status in SUCCESS}
         if isinstance(caller, VerifiedToken):
             caller, result = _run_by_token(definition, caller, stored, now, key, bodies)
         else:
@@ -138,6 +129,56 @@ def cast_vote(poll_id: str, caller: User | VerifiedToken, raw_choices: list[int 
             raise ApiError(404, "no such poll", slug="not-found")
         return _refusal(result, poll_id, caller.id, key)
     raise AssertionError("unreachable")
+
+
+def record_verified_vote(poll_id: str, token: VerifiedToken, raw_choices: list[int | str],
+                         key: str | None) -> tuple[int, VoteOutcome] | None:
+    """The vote of a Bearer token this process verified before, without Flask (the fast path,
+    app/polls/vote_fast.py): the caller's user id and the outcome when the ballot was recorded
+    or changed. None for anything else (a refusal, a replay, a stale definition, an error):
+    that changed nothing, so `cast_vote` answers the request from the start."""
+    params = tokens.token_check_params(token.claims)
+    if params is None:
+        return None
+    user_id = params["user_id"]
+    try:
+        key = check_idempotency_key(key)
+        definition = poll_definition(poll_id)
+        stored, now, bodies = _ballot(definition, raw_choices)
+    except ApiError:
+        return None
+    if db.engine.dialect.name == "postgresql":
+        row = _execute(_CAST_VOTE_BY_TOKEN, {
+            **_vote_params(definition, user_id, stored, now, key, bodies), **params})
+        result = row if isinstance(row, _Result) else _Result(*row[:4])
+    else:
+        check = tokens.check_token(token.claims)
+        if check.revoked or check.user is None:
+            return None
+        result = _run(definition, user_id, check.user.username, stored, now, key, bodies)
+    if result.outcome == "stale":
+        _forget_definition(poll_id)
+    if result.outcome not in SUCCESS:
+        return None
+    VOTES.labels(outcome=result.outcome).inc()
+    return user_id, VoteOutcome(result.status or 0, result.body or {})
+
+
+def _ballot(definition: PollDefinition, raw_choices: list[int | str]
+            ) -> tuple[list[int], datetime, dict[str, dict[str, Any]]]:
+    """The choices to store (randomized for private polls), the time, and the answer for
+    either success; a 422 for choices the poll does not have."""
+    chosen = resolve_choices(definition, raw_choices)
+    p = definition.truth_probability
+    k = len(definition.options)
+    # For private polls the true choice lives only in this frame; the randomized one is stored.
+    stored = chosen if p is None else [stats.randomize_choice(
+        chosen[0], k, p, per_app(RANDOM_EXTENSION, secrets.SystemRandom))]
+    del chosen
+    now = utcnow()
+    bodies = {status: _vote_body(definition.id, status, now, stored, p is not None)
+              for status in SUCCESS}
+    return stored, now, bodies
 
 
 def _refusal(result: _Result, poll_id: str, user_id: int, key: str | None) -> VoteOutcome:

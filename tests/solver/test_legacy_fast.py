@@ -1,6 +1,6 @@
-"""The legacy fast path (app/solver/legacy_fast.py) answers a plain `GET /v1/` exactly as the
-Flask route does: same status, body and headers, the same history row, request line, metrics
-and rate-limit count; every other request reaches Flask."""
+"""The legacy fast route (app/solver/legacy_fast.py, app/fastpath.py) answers a plain
+`GET /v1/` exactly as the Flask route does: same status, body and headers, the same history row,
+request line, metrics and rate-limit count; every other request reaches Flask."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from app.solver import service
-from app.solver.legacy_fast import LegacyFastPath
 from tests.conftest import request_lines
 from tests.history.conftest import rows
 from tests.ops.test_security import PRODUCTION
@@ -43,32 +42,6 @@ QUERIES = [
 def flask_path(make_app: Callable[..., Flask]) -> Callable[..., Flask]:
     """An app like `make_app`'s with the fast path switched off."""
     return lambda **overrides: make_app(LEGACY_FAST_PATH=False, **overrides)
-
-
-def layer(app: Flask) -> LegacyFastPath:
-    wsgi = app.wsgi_app
-    while not isinstance(wsgi, LegacyFastPath):
-        wsgi = wsgi.app  # ProxyFix
-    return wsgi
-
-
-@pytest.fixture
-def flask_calls(monkeypatch: pytest.MonkeyPatch) -> Callable[[Flask], list[str]]:
-    """`flask_calls(app)`: the paths of the requests the fast path of `app` handed to Flask."""
-
-    def watch(app: Flask) -> list[str]:
-        seen: list[str] = []
-        fast = layer(app)
-        inner = fast.flask_app
-
-        def counted(environ: dict[str, Any], start_response: Any) -> Any:
-            seen.append(environ["PATH_INFO"])
-            return inner(environ, start_response)
-
-        monkeypatch.setattr(fast, "flask_app", counted)
-        return seen
-
-    return watch
 
 
 def answer(app: Flask, query: str, **kwargs: Any) -> tuple[int, bytes, list[tuple[str, str]]]:
@@ -201,26 +174,6 @@ def test_each_path_counts_a_request_and_a_solve_once(make_app, flask_path, build
              _count("http_request_duration_seconds_count", route="/v1/"),
              _count("solver_solves_total", endpoint="v1", status="solved"))
     assert [b - a for a, b in zip(before, after, strict=True)] == [1, 1, 1]
-
-
-@pytest.fixture
-def hits(monkeypatch: pytest.MonkeyPatch) -> Callable[[Flask], list[str]]:
-    """`hits(app)`: the identities the app's general limit counted."""
-
-    def watch(app: Flask) -> list[str]:
-        counted: list[str] = []
-        counter = layer(app).counter
-        assert counter is not None
-        hit = counter.hit
-
-        def counting(identity: str) -> Any:
-            counted.append(identity)
-            return hit(identity)
-
-        monkeypatch.setattr(counter, "hit", counting)
-        return counted
-
-    return watch
 
 
 def test_the_general_limit_counts_each_request_once_and_flask_answers_the_429(
