@@ -24,8 +24,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 
-from app import create_app
+from app import create_app, dbpool
 from app.db import db
+from app.dbpool import AUTOCOMMIT_BIND
 from app.fastpath import FastPaths
 from app.history import loader, recording
 from app.ops.logging import make_handler
@@ -131,11 +132,18 @@ class Statement:
 
 @pytest.fixture
 def sql_statements(app: Flask) -> Callable[[], contextlib.AbstractContextManager[list]]:
-    """`with sql_statements() as seen:` every statement any engine of the app runs meanwhile."""
+    """`with sql_statements() as seen:` every statement any engine of the app runs meanwhile,
+    those sent through the driver itself (app.dbpool.driver_row) included: their connection's
+    autocommit flag is read as they run."""
 
     @contextlib.contextmanager
     def recording() -> Iterator[list[Statement]]:
         seen: list[Statement] = []
+        with app.app_context():
+            autocommit_engine = db.engines.get(AUTOCOMMIT_BIND)
+        driver_row = dbpool.driver_row
+        if autocommit_engine is not None:  # PostgreSQL: what driver_row sends
+            dbpool.driver_row = _recording_driver_row(driver_row, autocommit_engine, seen)
 
         def recorder(bind: str | None) -> Callable[..., None]:
             def record(conn: sa.Connection, _cursor: Any, sql: str, *_args: Any) -> None:
@@ -153,8 +161,56 @@ def sql_statements(app: Flask) -> Callable[[], contextlib.AbstractContextManager
         finally:
             for engine, listener in listeners:
                 sa.event.remove(engine, "before_cursor_execute", listener)
+            dbpool.driver_row = driver_row
 
     return recording
+
+
+def _recording_driver_row(driver_row: Callable[..., Any], engine: sa.Engine,
+                          seen: list[Statement]) -> Callable[..., Any]:
+    """`driver_row`, whose connection records the statements it sends into `seen`."""
+    raw_connection = engine.raw_connection
+
+    def recording(sql: str, params: Any) -> Any:
+        engine.raw_connection = (  # type: ignore[method-assign]
+            lambda: _RecordingConnection(raw_connection(), seen))
+        try:
+            return driver_row(sql, params)
+        finally:
+            del engine.raw_connection  # the class's own again
+
+    return recording
+
+
+class _RecordingConnection:
+    """A checked-out driver connection (`Engine.raw_connection`) whose cursors' statements go
+    into `seen`."""
+
+    def __init__(self, connection: Any, seen: list[Statement]) -> None:
+        self._connection, self._seen = connection, seen
+
+    def cursor(self) -> Any:
+        connection, seen = self._connection, self._seen
+        cursor = connection.cursor()
+        execute = cursor.execute
+
+        def recorded(sql: str, params: Any = None) -> Any:
+            autocommit = getattr(connection.dbapi_connection, "autocommit", None)
+            seen.append(Statement(AUTOCOMMIT_BIND, sql, autocommit, None))
+            return execute(sql, params)
+
+        return _Cursor(cursor, recorded)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+
+class _Cursor:
+    def __init__(self, cursor: Any, execute: Callable[..., Any]) -> None:
+        self._cursor, self.execute = cursor, execute
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
 
 
 @pytest.fixture

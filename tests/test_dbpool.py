@@ -97,3 +97,46 @@ def test_a_vote_request_survives_a_database_restart_of_its_connections(app, clie
     assert client.get("/api/v2/auth/me", headers=user["headers"]).status_code == 200
     with app.app_context():  # the main pool's killed connections are not this test's subject
         db.engine.dispose()
+
+
+def test_a_vote_survives_a_database_restart_of_its_connections(app, client, register) -> None:
+    """The vote's statement goes through the driver (dbpool.driver_row): the dead connection it
+    meets takes the pool's older connections with it, and the route's answer comes from a new
+    one; the vote counts once."""
+    from app.db import db
+    from app.dbpool import AUTOCOMMIT_BIND
+    from tests.polls.helpers import tally_mismatches
+
+    owner, voter = register(), register()
+    poll = client.post("/api/v2/polls", headers=owner["headers"],
+                       json={"question": "Which?", "options": ["a", "b"]}).get_json()
+    votes = f"/api/v2/polls/{poll['id']}/votes"
+    assert client.get("/api/v2/auth/me", headers=voter["headers"]).status_code == 200
+    # The poll's definition is known: the vote's statement is the first to meet a dead one.
+    assert client.post(votes, headers=owner["headers"], json={"choices": [0]}).status_code == 201
+    with app.app_context():  # two connections in the autocommit pool, both to be killed
+        engine = db.engines[AUTOCOMMIT_BIND]
+        pooled = [engine.raw_connection() for _ in range(2)]
+        for connection in pooled:
+            connection.close()
+    with sa.create_engine(URL).connect() as admin:
+        admin.execute(sa.text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND application_name = 'paintshop'"))
+    response = client.post(votes, headers=voter["headers"], json={"choices": [1]})
+    assert response.status_code == 201, response.get_json()
+    with app.app_context():
+        db.engine.dispose()  # the main pool's killed connections are not this test's subject
+        assert tally_mismatches(poll["id"]) == []
+
+
+def test_a_driver_statement_raises_as_core_does(app) -> None:
+    from app.dbpool import driver_row
+
+    with app.app_context():
+        with pytest.raises(sa.exc.DataError) as raised:
+            driver_row("SELECT 1 / %(zero)s", {"zero": 0})
+        assert raised.value.orig.pgcode == "22012"
+        assert raised.value.connection_invalidated is False
+        assert driver_row("SELECT %(n)s + 1", {"n": 1}) == (2,)

@@ -30,6 +30,7 @@ again under the same id is never judged by a stale definition ('stale': reload, 
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 from collections import OrderedDict
@@ -37,16 +38,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Row, bindparam, func, or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from app import dbpool
 from app.auth import tokens
 from app.auth.decorators import settle_token
 from app.auth.models import User
 from app.auth.tokens import VerifiedToken
 from app.db import db, utcnow
-from app.dbpool import autocommit, read_one
+from app.dbpool import read_one
 from app.errors import ApiError, field_error
 from app.extensions import per_app
 from app.ops.metrics import VOTES
@@ -148,7 +150,7 @@ def record_verified_vote(poll_id: str, token: VerifiedToken, raw_choices: list[i
     except ApiError:
         return None
     if db.engine.dialect.name == "postgresql":
-        row = _execute(_CAST_VOTE_BY_TOKEN, {
+        row = _execute(_CHECK_CALLER_AND_CAST_VOTE_SQL, {
             **_vote_params(definition, user_id, stored, now, key, bodies), **params})
         result = row if isinstance(row, _Result) else _Result(*row[:4])
     else:
@@ -298,22 +300,17 @@ def _vote_body(poll_id: str, status: str, now: datetime, stored: list[int],
 _polls = Poll.__table__.c
 _DEFINITION = select(_polls.created_at, _polls.options, _polls.max_choices,
                      _polls.truth_probability).where(_polls.id == bindparam("poll_id"))
-_CAST_VOTE = select(
-    func.poll_cast_vote(
-        bindparam("poll_id"), bindparam("created_at"), bindparam("voter_id"),
-        bindparam("username"), bindparam("choices", type_=JSON), bindparam("now"),
-        bindparam("key"), bindparam("accepted", type_=JSON), bindparam("changed", type_=JSON),
-        bindparam("shard"),
-    ).table_valued("o_outcome", "o_status", "o_body", "o_key_poll_id")
+# The vote statements, sent through the driver (app.dbpool.driver_row): JSON goes as text.
+_CAST_VOTE_SQL = (
+    "SELECT o_outcome, o_status, o_body, o_key_poll_id FROM poll_cast_vote("
+    "%(poll_id)s, %(created_at)s, %(voter_id)s, %(username)s, %(choices)s, %(now)s, %(key)s, "
+    "%(accepted)s, %(changed)s, %(shard)s)"
 )
-_CAST_VOTE_BY_TOKEN = select(
-    func.poll_cast_vote_by_token(
-        bindparam("user_id"), bindparam("jti"), bindparam("family_id"),
-        bindparam("poll_id"), bindparam("created_at"), bindparam("choices", type_=JSON),
-        bindparam("now"), bindparam("key"), bindparam("accepted", type_=JSON),
-        bindparam("changed", type_=JSON), bindparam("shard"),
-    ).table_valued("o_outcome", "o_status", "o_body", "o_key_poll_id", "o_username", "o_role",
-                   "o_user_created_at", "o_user_updated_at")
+_CHECK_CALLER_AND_CAST_VOTE_SQL = (
+    "SELECT o_outcome, o_status, o_body, o_key_poll_id, o_username, o_role, o_user_created_at, "
+    "o_user_updated_at FROM poll_cast_vote_by_token(%(user_id)s, %(jti)s, %(family_id)s, "
+    "%(poll_id)s, %(created_at)s, %(choices)s, %(now)s, %(key)s, %(accepted)s, %(changed)s, "
+    "%(shard)s)"
 )
 # The SQLSTATE poll_cast_vote() raises to undo its writes (migration 0006).
 _RAISED = {"VT002": "key_race"}
@@ -332,7 +329,7 @@ def _run(definition: PollDefinition, user_id: int, username: str, stored: list[i
         else:
             db.session.rollback()
         return result
-    row = _execute(_CAST_VOTE, {**_vote_params(definition, user_id, stored, now, key, bodies),
+    row = _execute(_CAST_VOTE_SQL, {**_vote_params(definition, user_id, stored, now, key, bodies),
                                 "voter_id": user_id, "username": username})
     return row if isinstance(row, _Result) else _Result(*row)
 
@@ -347,7 +344,7 @@ def _run_by_token(definition: PollDefinition, token: VerifiedToken, stored: list
     if params is None:
         settle_token(None, revoked=False)
     assert params is not None
-    row = _execute(_CAST_VOTE_BY_TOKEN, {
+    row = _execute(_CHECK_CALLER_AND_CAST_VOTE_SQL, {
         **_vote_params(definition, params["user_id"], stored, now, key, bodies), **params})
     if isinstance(row, _Result):  # raised (rare): undone, the caller's row with it
         check = tokens.check_token(token.claims)
@@ -362,17 +359,17 @@ def _run_by_token(definition: PollDefinition, token: VerifiedToken, stored: list
 
 def _vote_params(definition: PollDefinition, user_id: int, stored: list[int], now: datetime,
                  key: str | None, bodies: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    return {"poll_id": definition.id, "created_at": definition.created_at, "choices": stored,
-            "now": now, "key": key, "accepted": bodies["accepted"],
-            "changed": bodies["changed"], "shard": user_id % SHARDS}
+    return {"poll_id": definition.id, "created_at": definition.created_at,
+            "choices": json.dumps(stored), "now": now, "key": key,
+            "accepted": json.dumps(bodies["accepted"]), "changed": json.dumps(bodies["changed"]),
+            "shard": user_id % SHARDS}
 
 
-def _execute(statement: Any, params: dict[str, Any]) -> Row[Any] | _Result:
+def _execute(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | _Result:
     """One vote statement on an autocommit connection (the statement is the transaction); the
     outcome of the refusals it raises to undo its writes."""
     try:
-        with autocommit() as connection:
-            return connection.execute(statement, params).one()
+        row = dbpool.driver_row(sql, params)
     except IntegrityError:  # the poll was deleted under our feet (the ballot's foreign key)
         return _Result("stale")
     except DBAPIError as error:
@@ -380,6 +377,9 @@ def _execute(statement: Any, params: dict[str, Any]) -> Row[Any] | _Result:
         if outcome is None:
             raise
         return _Result(outcome)
+    if row is None:  # the functions always return one row
+        raise RuntimeError(f"no row from {sql.split('(', 1)[0]}")
+    return row
 
 
 def _run_statements(definition: PollDefinition, user_id: int, username: str,
