@@ -9,9 +9,12 @@ remembered; revocation and the user are checked by the vote's statement), no `X-
 as a VoteDocument with no `\\u` escape (as `typed_json_body`), HTTPS in production, and
 FAULT_FAILURE_RATE off. Only a recorded or changed ballot is answered here (201, 200); every
 other outcome changed nothing, and Flask's route answers the request from the start with its
-exact refusal (401, 404, 409, 422, an idempotent replay, a 5xx). VOTE_FAST_PATH=false turns
-the route off. tests/polls/test_vote_fast.py holds both paths to the same answers, headers,
-rows, metrics and log lines; `make compare-votes` measures it.
+exact refusal (401, 404, 409, 422, an idempotent replay, a 5xx). A statement that fails
+(the database unreachable) is sent once more by the route, which answers its error; a vote
+still counts at most once (one ballot per voter; a re-vote with the same choices changes no
+tally). VOTE_FAST_PATH=false turns the route off. tests/polls/test_vote_fast.py holds both
+paths to the same answers, headers, rows, metrics and log lines; `make compare-votes` measures
+it.
 """
 
 from __future__ import annotations
@@ -64,7 +67,8 @@ class VoteRoute:
         if content_type.lower() not in JSON_TYPES:
             return None
         length = environ.get("CONTENT_LENGTH", "")
-        if not length.isdigit() or not 0 < int(length) <= BODY_LIMIT:
+        if not length.isdigit() or not 0 < int(length) <= min(BODY_LIMIT,
+                                                               settings.max_content_length):
             return None
         raw = environ["wsgi.input"].read(int(length))
         environ["wsgi.input"] = io.BytesIO(raw)  # Flask reads it again if it answers
@@ -86,8 +90,8 @@ class VoteRoute:
 
     def answer(self, vote: VoteRequest, _environ: dict[str, Any],
                _request_id: str) -> Answer | None:
-        known = tokens.verified_before(vote.token)
-        if known is None:  # expired since `identity`
+        known = tokens.verified_before(vote.token)  # again: it may have expired meanwhile
+        if known is None:
             return None
         try:
             recorded = votes.record_verified_vote(vote.poll_id, known, vote.choices, vote.key)

@@ -341,3 +341,12 @@ def test_the_general_limit_counts_each_vote_once(limited_app, hits, flask_calls,
     assert [dict(a[2])["X-RateLimit-Remaining"] for a in answers] == ["1", "0", "0"]
     assert counted == [f"user:{voter['id']}"] * 3
     assert handed == [path(poll_id)] * 2
+
+
+def test_a_body_over_the_apps_limit_is_flasks_413(make_app, flask_calls, register, make_poll):
+    fast = make_app(MAX_CONTENT_LENGTH=10)
+    poll_id = _poll_of(make_poll)
+    headers = verified(fast, register())
+    handed = flask_calls(fast)
+    assert cast(fast, poll_id, headers)[0] == 413
+    assert handed == [path(poll_id)]
