@@ -309,8 +309,9 @@ def autocommit_binds(settings: Settings) -> dict[str, Any]:
     """
     if settings.is_sqlite:
         return {}
+    # Nothing to reset when a connection comes back: no statement leaves a transaction open.
     return {AUTOCOMMIT_BIND: {"url": settings.database_url, **engine_options(settings),
-                              "isolation_level": "AUTOCOMMIT"}}
+                              "isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None}}
 
 
 _HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(?::\d{1,5})?")

@@ -107,7 +107,17 @@ def observe_solve(endpoint: str, status: str, seconds: float,
         SOLVE_CUSTOMERS.observe(customers or 0)
 
 
+
+def count_vote(outcome: str) -> None:
+    """One vote by outcome (accepted, changed, duplicate, rejected)."""
+    child = _VOTE_OUTCOMES.get(outcome)
+    if child is None:  # a fixed set of outcomes: this stays small
+        child = _VOTE_OUTCOMES[outcome] = VOTES.labels(outcome=outcome)
+    child.inc()
+
+
 _OUTCOMES: dict[tuple[str, str], Any] = {}
+_VOTE_OUTCOMES: dict[str, Any] = {}
 
 
 # --- Recording in request hooks, the pool gauge and GET /metrics --------------------------------

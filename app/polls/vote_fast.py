@@ -100,16 +100,16 @@ class VoteRoute:
         if recorded is None:
             return None
         user_id, outcome = recorded
-        return Answer(outcome.status, JSON, _json_text(outcome.body), user_id)
+        return Answer(outcome.status, JSON, _json_text(outcome), user_id)
 
 
-def _json_text(document: dict[str, Any]) -> bytes:
-    """The body `jsonify` makes of `document` (flask.json.provider.DefaultJSONProvider.response:
+def _json_text(outcome: votes.VoteOutcome) -> bytes:
+    """The body `jsonify` makes of the outcome's (flask.json.provider.DefaultJSONProvider.response:
     compact unless the app is in debug mode or the provider says otherwise)."""
     provider = current_app.json
     compact = getattr(provider, "compact", None)
     if (compact is None and current_app.debug) or compact is False:
-        text = provider.dumps(document, indent=2)
+        text = provider.dumps(outcome.body, indent=2)
     else:
-        text = provider.dumps(document, separators=(",", ":"))
+        text = outcome.text or provider.dumps(outcome.body, separators=(",", ":"))
     return (text + "\n").encode()

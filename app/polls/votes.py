@@ -51,7 +51,7 @@ from app.db import db, utcnow
 from app.dbpool import read_one
 from app.errors import ApiError, field_error
 from app.extensions import per_app
-from app.ops.metrics import VOTES
+from app.ops.metrics import count_vote
 from app.polls import stats
 from app.polls.models import (
     Ballot,
@@ -77,6 +77,8 @@ class VoteOutcome:
     status: int
     body: dict[str, Any]
     replayed: bool = False
+    # The body as compact JSON text (`compact_json`), when the vote made it anyway.
+    text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,14 +117,14 @@ def cast_vote(poll_id: str, caller: User | VerifiedToken, raw_choices: list[int 
         try:
             stored, now, bodies = _ballot(definition, raw_choices)
         except ApiError:
-            VOTES.labels(outcome="rejected").inc()
+            count_vote("rejected")
             raise
         if isinstance(caller, VerifiedToken):
             caller, result = _run_by_token(definition, caller, stored, now, key, bodies)
         else:
             result = _run(definition, caller.id, caller.username, stored, now, key, bodies)
         if result.outcome in SUCCESS:
-            VOTES.labels(outcome=result.outcome).inc()
+            count_vote(result.outcome)
             return VoteOutcome(result.status or 0, result.body or {})
         if result.outcome == "stale":
             _forget_definition(poll_id)
@@ -149,9 +151,10 @@ def record_verified_vote(poll_id: str, token: VerifiedToken, raw_choices: list[i
         stored, now, bodies = _ballot(definition, raw_choices)
     except ApiError:
         return None
+    texts = {outcome: compact_json(body) for outcome, body in bodies.items()}
     if db.engine.dialect.name == "postgresql":
         row = _execute(_CHECK_CALLER_AND_CAST_VOTE_SQL, {
-            **_vote_params(definition, user_id, stored, now, key, bodies), **params})
+            **_vote_params(definition, user_id, stored, now, key, bodies, texts), **params})
         result = row if isinstance(row, _Result) else _Result(*row[:4])
     else:
         check = tokens.check_token(token.claims)
@@ -162,8 +165,10 @@ def record_verified_vote(poll_id: str, token: VerifiedToken, raw_choices: list[i
         _forget_definition(poll_id)
     if result.outcome not in SUCCESS:
         return None
-    VOTES.labels(outcome=result.outcome).inc()
-    return user_id, VoteOutcome(result.status or 0, result.body or {})
+    count_vote(result.outcome)
+    # The body is the one this vote sent for its outcome (the statement returns it as given).
+    return user_id, VoteOutcome(result.status or 0, result.body or {},
+                                text=texts[result.outcome])
 
 
 def _ballot(definition: PollDefinition, raw_choices: list[int | str]
@@ -192,9 +197,9 @@ def _refusal(result: _Result, poll_id: str, user_id: int, key: str | None) -> Vo
         if replay is not None:
             return _replayed(replay, poll_id)
     if result.outcome == "duplicate":
-        VOTES.labels(outcome="duplicate").inc()
+        count_vote("duplicate")
         raise ApiError(409, "you have already voted in this poll", slug="already-voted")
-    VOTES.labels(outcome="rejected").inc()
+    count_vote("rejected")
     if result.outcome == "not_a_voter":
         raise ApiError(403, "you are not among this poll's voters", slug="not-a-voter")
     if result.outcome == "not_open":
@@ -209,11 +214,11 @@ def _refusal(result: _Result, poll_id: str, user_id: int, key: str | None) -> Vo
 
 def _replayed(result: _Result, poll_id: str) -> VoteOutcome:
     if result.key_poll_id != poll_id:
-        VOTES.labels(outcome="rejected").inc()
+        count_vote("rejected")
         raise ApiError(422, "this Idempotency-Key was already used for another poll",
                        slug="idempotency-key-reused",
                        errors=[field_error("header:/Idempotency-Key", "used for another poll")])
-    VOTES.labels(outcome="duplicate").inc()
+    count_vote("duplicate")
     return VoteOutcome(result.status or 0, result.body or {}, replayed=True)
 
 
@@ -358,11 +363,19 @@ def _run_by_token(definition: PollDefinition, token: VerifiedToken, stored: list
 
 
 def _vote_params(definition: PollDefinition, user_id: int, stored: list[int], now: datetime,
-                 key: str | None, bodies: dict[str, dict[str, Any]]) -> dict[str, Any]:
+                 key: str | None, bodies: dict[str, dict[str, Any]],
+                 texts: dict[str, str] | None = None) -> dict[str, Any]:
+    """The statement's parameters; `texts`: the bodies as compact JSON, when already made."""
+    texts = texts or {outcome: compact_json(body) for outcome, body in bodies.items()}
     return {"poll_id": definition.id, "created_at": definition.created_at,
             "choices": json.dumps(stored), "now": now, "key": key,
-            "accepted": json.dumps(bodies["accepted"]), "changed": json.dumps(bodies["changed"]),
+            "accepted": texts["accepted"], "changed": texts["changed"],
             "shard": user_id % SHARDS}
+
+
+def compact_json(body: dict[str, Any]) -> str:
+    """`body` as `jsonify` writes it outside debug mode (compact)."""
+    return json.dumps(body, separators=(",", ":"))
 
 
 def _execute(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | _Result:
