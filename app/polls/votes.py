@@ -15,8 +15,9 @@ then see it; (1) the voter's ballot row, (2) the shard's tally rows by ascending
 Idempotency-Key row (the caller's own), (4) the shard's counter row. Votes on different polls
 share no row, so they never wait for each other.
 
-PostgreSQL runs the whole transaction as `poll_cast_vote()` (migration 0006), one SELECT on an
-autocommit connection: the statement is the transaction. A Bearer token this process verified
+PostgreSQL runs the whole transaction as `poll_cast_vote()` (migration 0006), one SELECT sent
+through the driver on an autocommit connection (`dbpool.driver_row`): the statement is the
+transaction. A Bearer token this process verified
 before is checked in the same statement (`poll_cast_vote_by_token()`, migration 0007): one round
 trip per vote; otherwise the token check comes first (two). SQLite runs the same steps as Core
 statements in the session's transaction, the first write taking the database's write lock
