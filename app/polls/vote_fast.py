@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import io
 import re
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 from flask import current_app
@@ -38,11 +39,13 @@ JSON_TYPES = frozenset({"application/json", "application/json; charset=utf-8"})
 JSON = "application/json"
 
 
-class VoteRequest(NamedTuple):
+@dataclass
+class VoteRequest:
     poll_id: str
     token: str
     choices: list[int | str]
     key: str | None
+    verified: tokens.VerifiedToken | None = None  # found by `identity`, used by `answer`
 
 
 class VoteRoute:
@@ -83,18 +86,18 @@ class VoteRoute:
 
     def identity(self, vote: VoteRequest, _environ: dict[str, Any]) -> str | None:
         """`user:<sub>` (app.auth.identity) for a token verified before, else None."""
-        known = tokens.verified_before(vote.token)
+        known = vote.verified = tokens.verified_before(vote.token)
         if known is None or known.claims.get("type") != "access":
             return None
         return f"user:{known.claims.get('sub')}"
 
     def answer(self, vote: VoteRequest, _environ: dict[str, Any],
                _request_id: str) -> Answer | None:
-        known = tokens.verified_before(vote.token)  # again: it may have expired meanwhile
-        if known is None:
+        if vote.verified is None:  # the layer asks `identity` first; it answered None then
             return None
         try:
-            recorded = votes.record_verified_vote(vote.poll_id, known, vote.choices, vote.key)
+            recorded = votes.record_verified_vote(vote.poll_id, vote.verified, vote.choices,
+                                                  vote.key)
         except Exception:  # changed nothing; Flask's route answers (and logs) it
             return None
         if recorded is None:

@@ -13,10 +13,9 @@ import pytest
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prometheus_client import REGISTRY
 
 from app.solver import service
-from tests.conftest import request_lines
+from tests.conftest import metric, request_lines
 from tests.history.conftest import rows
 from tests.ops.test_security import PRODUCTION
 
@@ -158,21 +157,17 @@ def test_the_request_line_is_the_flask_paths_line(make_app, flask_path, logs, qu
         "line-id", "203.0.113.6", "/v1/")
 
 
-def _count(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
 @pytest.mark.parametrize("build", ["fast", "flask"])
 def test_each_path_counts_a_request_and_a_solve_once(make_app, flask_path, build):
     application = make_app() if build == "fast" else flask_path()
     request_labels = {"method": "GET", "route": "/v1/", "status": "200"}
-    before = (_count("http_requests_total", **request_labels),
-              _count("http_request_duration_seconds_count", route="/v1/"),
-              _count("solver_solves_total", endpoint="v1", status="solved"))
+    before = (metric("http_requests_total", **request_labels),
+              metric("http_request_duration_seconds_count", route="/v1/"),
+              metric("solver_solves_total", endpoint="v1", status="solved"))
     application.test_client().get("/v1/", query_string={"input": json.dumps(SMALL)})
-    after = (_count("http_requests_total", **request_labels),
-             _count("http_request_duration_seconds_count", route="/v1/"),
-             _count("solver_solves_total", endpoint="v1", status="solved"))
+    after = (metric("http_requests_total", **request_labels),
+             metric("http_request_duration_seconds_count", route="/v1/"),
+             metric("solver_solves_total", endpoint="v1", status="solved"))
     assert [b - a for a, b in zip(before, after, strict=True)] == [1, 1, 1]
 
 
